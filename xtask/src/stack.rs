@@ -1,0 +1,239 @@
+//! `up`, `status`, `down` and `logs` over the whole local stack.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::config::{RIVVEN_SCHEMA, StackConfig, TANSU};
+use crate::postgres;
+use crate::probe;
+use crate::process::{self, Managed};
+use crate::tools;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a managed component is and how to tell it is healthy.
+#[derive(Debug, Clone, Copy)]
+enum Component {
+    Broker,
+    Registry,
+}
+
+impl Component {
+    const ALL: [Component; 2] = [Component::Broker, Component::Registry];
+
+    fn name(self) -> &'static str {
+        match self {
+            Component::Broker => "tansu",
+            Component::Registry => "schema-registry",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Component::Broker => "Kafka broker (Tansu)",
+            Component::Registry => "schema registry (rivven-schema)",
+        }
+    }
+
+    fn port(self, config: &StackConfig) -> u16 {
+        match self {
+            Component::Broker => config.kafka_port,
+            Component::Registry => config.registry_port,
+        }
+    }
+
+    fn managed(self, config: &StackConfig) -> Managed {
+        let port = self.port(config);
+        let (binary, args) = match self {
+            Component::Broker => {
+                let listener = format!("tcp://127.0.0.1:{port}");
+                (
+                    config.tool_binary(&TANSU),
+                    vec![
+                        "broker".to_string(),
+                        "--storage-engine".into(),
+                        "memory://tansu/".into(),
+                        "--kafka-listener-url".into(),
+                        listener.clone(),
+                        "--kafka-advertised-listener-url".into(),
+                        listener,
+                    ],
+                )
+            }
+            Component::Registry => (
+                config.tool_binary(&RIVVEN_SCHEMA),
+                vec![
+                    "serve".to_string(),
+                    "--host".into(),
+                    "127.0.0.1".into(),
+                    "--port".into(),
+                    port.to_string(),
+                ],
+            ),
+        };
+        Managed {
+            name: self.name(),
+            binary,
+            args,
+            port,
+            log_file: config.log_dir().join(format!("{}.log", self.name())),
+            pid_file: config.run_dir().join(format!("{}.pid", self.name())),
+        }
+    }
+
+    /// A protocol-level answer, not just an open port.
+    fn probe(self, config: &StackConfig) -> anyhow::Result<String> {
+        match self {
+            Component::Broker => {
+                let (brokers, topics) =
+                    probe::kafka_metadata(&config.kafka_bootstrap(), PROBE_TIMEOUT)?;
+                Ok(format!("metadata: {brokers} broker(s), {topics} topic(s)"))
+            }
+            Component::Registry => {
+                let subjects = probe::registry_subjects(config.registry_port, PROBE_TIMEOUT)?;
+                Ok(format!("GET /subjects -> {subjects}"))
+            }
+        }
+    }
+}
+
+pub fn up(config: &StackConfig) -> anyhow::Result<()> {
+    println!("==> tools (cached in {})", config.tools_dir.display());
+    tools::ensure_installed(config, &TANSU)?;
+    tools::ensure_installed(config, &RIVVEN_SCHEMA)?;
+
+    println!("==> PostgreSQL");
+    postgres::ensure_server(config)?;
+    postgres::ensure_database(config)?;
+
+    for component in Component::ALL {
+        println!("==> {}", component.describe());
+        start(config, component)?;
+    }
+    println!(
+        "==> stack is up; logs and pids in {}",
+        config.state_dir.display()
+    );
+    for (key, value) in config.service_env() {
+        if key == "KEEL_DATABASE_URL" {
+            println!("    {key}={}", config.database_url_redacted());
+        } else {
+            println!("    {key}={value}");
+        }
+    }
+    Ok(())
+}
+
+fn start(config: &StackConfig, component: Component) -> anyhow::Result<()> {
+    let managed = component.managed(config);
+    let port = managed.port;
+    if let Some(pid) = managed.running_pid() {
+        match component.probe(config) {
+            Ok(answer) => {
+                println!("  already running (pid {pid}) on 127.0.0.1:{port}; {answer}");
+                return Ok(());
+            }
+            Err(error) => {
+                println!("  pid {pid} is running but does not answer ({error:#}); restarting it");
+                managed.stop()?;
+            }
+        }
+    }
+    if probe::port_in_use(port) {
+        let owner = probe::port_owner(port)
+            .map(|(pid, cmdline)| format!("pid {pid}: {cmdline}"))
+            .unwrap_or_else(|| "owner unknown".into());
+        bail!(
+            "cannot start the {}: 127.0.0.1:{port} is already taken by another process ({owner}). \
+             Stop that process, or choose another port with KEEL_{}_PORT.",
+            component.describe(),
+            match component {
+                Component::Broker => "KAFKA",
+                Component::Registry => "REGISTRY",
+            }
+        );
+    }
+    let pid = managed.spawn()?;
+    println!("  started pid {pid}; waiting for it to answer on 127.0.0.1:{port}");
+    managed.wait_healthy(pid, START_TIMEOUT, || component.probe(config).map(drop))?;
+    println!("  healthy; log: {}", managed.log_file.display());
+    Ok(())
+}
+
+pub fn status(config: &StackConfig) -> anyhow::Result<()> {
+    let pg_url = config.database_url_redacted();
+    let pg = std::process::Command::new("pg_isready")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &config.pg_port.to_string(),
+            "-t",
+            "2",
+        ])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|error| format!("pg_isready unavailable: {error}"));
+    println!("{:<16} {pg}  ({pg_url})", "postgresql");
+    let mut all_healthy = pg.contains("accepting connections");
+    for component in Component::ALL {
+        let managed = component.managed(config);
+        let process = match managed.running_pid() {
+            Some(pid) => format!("pid {pid}"),
+            None => "not started by xtask".into(),
+        };
+        let health = match component.probe(config) {
+            Ok(answer) => format!("healthy ({answer})"),
+            Err(error) => {
+                all_healthy = false;
+                format!("DOWN ({error:#})")
+            }
+        };
+        println!(
+            "{:<16} {process}, 127.0.0.1:{}, {health}",
+            component.name(),
+            managed.port
+        );
+    }
+    if !all_healthy {
+        bail!("part of the stack is down; `cargo xtask up` starts it");
+    }
+    Ok(())
+}
+
+pub fn down(config: &StackConfig) -> anyhow::Result<()> {
+    for component in Component::ALL.iter().rev() {
+        let managed = component.managed(config);
+        if managed.stop()? {
+            println!("stopped {}", component.describe());
+        } else {
+            println!("{} was not running", component.describe());
+        }
+    }
+    println!("PostgreSQL is the machine's server and keeps running.");
+    Ok(())
+}
+
+pub fn logs(config: &StackConfig, component: Option<&str>, lines: usize) -> anyhow::Result<()> {
+    let Some(name) = component else {
+        println!("logs are in {}:", config.log_dir().display());
+        for component in Component::ALL {
+            println!(
+                "  {:<16} {}",
+                component.name(),
+                component.managed(config).log_file.display()
+            );
+        }
+        println!("  {:<16} /var/log/postgresql/", "postgresql");
+        return Ok(());
+    };
+    let Some(component) = Component::ALL.into_iter().find(|c| c.name() == name) else {
+        bail!("unknown component {name:?}; expected tansu or schema-registry");
+    };
+    let log_file = component.managed(config).log_file;
+    println!("==> {} (last {lines} lines)", log_file.display());
+    println!("{}", process::tail(&log_file, lines));
+    Ok(())
+}
