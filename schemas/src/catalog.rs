@@ -16,6 +16,10 @@ use crate::inline::inline_shared_types;
 /// BACKWARD compatibility check; this number changes only with a breaking redesign.
 pub const SCHEMA_VERSION: &str = "1";
 
+/// Topic prefix used when a deployment configures none: topics are `keel.order`,
+/// `keel.payment` and `keel.inventory`.
+pub const DEFAULT_TOPIC_PREFIX: &str = "keel.";
+
 /// The three aggregate types and their wire naming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AggregateKind {
@@ -49,6 +53,12 @@ impl AggregateKind {
             Self::Payment => "payment",
             Self::Inventory => "inventory",
         }
+    }
+
+    /// The topic this aggregate's events are published to: the deployment's prefix
+    /// (default [`DEFAULT_TOPIC_PREFIX`]) followed by [`Self::topic_suffix`].
+    pub fn topic(self, prefix: &str) -> String {
+        format!("{prefix}{}", self.topic_suffix())
     }
 
     /// Avro namespace of this aggregate's event records.

@@ -34,7 +34,8 @@ mod metadata;
 pub mod wire;
 
 pub use catalog::{
-    AggregateKind, CommonSchema, EventSchema, SCHEMA_VERSION, SchemaCatalog, catalog, subject,
+    AggregateKind, CommonSchema, DEFAULT_TOPIC_PREFIX, EventSchema, SCHEMA_VERSION, SchemaCatalog,
+    catalog, subject,
 };
 pub use error::{MappingError, MetadataError, SchemaError};
 pub use mapping::{

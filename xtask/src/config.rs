@@ -118,6 +118,8 @@ impl StackConfig {
     pub fn service_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("KEEL_DATABASE_URL", self.database_url()),
+            // `#[sqlx::test]` creates a throwaway database per test from this URL.
+            ("DATABASE_URL", self.database_url()),
             ("KEEL_KAFKA_BROKERS", self.kafka_bootstrap()),
             ("KEEL_SCHEMA_REGISTRY_URL", self.registry_url()),
         ]

@@ -117,7 +117,7 @@ pub fn up(config: &StackConfig) -> anyhow::Result<()> {
         config.state_dir.display()
     );
     for (key, value) in config.service_env() {
-        if key == "KEEL_DATABASE_URL" {
+        if key.ends_with("DATABASE_URL") {
             println!("    {key}={}", config.database_url_redacted());
         } else {
             println!("    {key}={value}");
