@@ -1,8 +1,9 @@
 //! `up`, `status`, `down` and `logs` over the whole local stack.
 
+use std::fs::{self, File};
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::config::{RIVVEN_SCHEMA, StackConfig, TANSU};
 use crate::postgres;
@@ -99,7 +100,23 @@ impl Component {
     }
 }
 
+/// Held while `up` or `down` changes the stack, so two of them (two shells, CI and a
+/// developer) never start the same component twice.
+fn lock_stack(config: &StackConfig) -> anyhow::Result<File> {
+    fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let path = config.state_dir.join("xtask.lock");
+    let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        println!("(another `cargo xtask up/down` is running; waiting for it to finish)");
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
 pub fn up(config: &StackConfig) -> anyhow::Result<()> {
+    let _lock = lock_stack(config)?;
     println!("==> tools (cached in {})", config.tools_dir.display());
     tools::ensure_installed(config, &TANSU)?;
     tools::ensure_installed(config, &RIVVEN_SCHEMA)?;
@@ -204,6 +221,7 @@ pub fn status(config: &StackConfig) -> anyhow::Result<()> {
 }
 
 pub fn down(config: &StackConfig) -> anyhow::Result<()> {
+    let _lock = lock_stack(config)?;
     for component in Component::ALL.iter().rev() {
         let managed = component.managed(config);
         if managed.stop()? {
