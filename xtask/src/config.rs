@@ -62,8 +62,12 @@ impl StackConfig {
                 }
             }
         };
+        let tools_dir = match env::var_os("KEEL_TOOLS_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => dir_from("KEEL_CACHE_DIR", "XDG_CACHE_HOME", ".cache")?.join("tools"),
+        };
         Ok(Self {
-            tools_dir: dir_from("KEEL_TOOLS_DIR", "XDG_CACHE_HOME", ".cache")?.join("tools"),
+            tools_dir,
             state_dir: dir_from("KEEL_STATE_DIR", "XDG_STATE_HOME", ".local/state")?,
             pg_port: port_from_env("KEEL_PG_PORT", 5432)?,
             pg_user: env::var("KEEL_PG_USER").unwrap_or_else(|_| "keel".into()),
@@ -122,6 +126,11 @@ impl StackConfig {
             ("DATABASE_URL", self.database_url()),
             ("KEEL_KAFKA_BROKERS", self.kafka_bootstrap()),
             ("KEEL_SCHEMA_REGISTRY_URL", self.registry_url()),
+            // Tests that stop and restart a broker run their own instance of this binary.
+            (
+                "KEEL_TANSU_BIN",
+                self.tool_binary(&TANSU).display().to_string(),
+            ),
         ]
     }
 }

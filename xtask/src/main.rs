@@ -9,6 +9,7 @@ mod gate;
 mod postgres;
 mod probe;
 mod process;
+mod services;
 mod stack;
 mod tools;
 
@@ -37,7 +38,7 @@ enum Command {
     Down,
     /// Where the logs are; with a component name, print the end of its log.
     Logs {
-        /// `tansu` or `schema-registry`.
+        /// `tansu`, `schema-registry` or a service name.
         component: Option<String>,
         /// How many lines from the end to print.
         #[arg(long, short = 'n', default_value_t = 40)]
@@ -71,7 +72,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Down => stack::down(&config),
         Command::Logs { component, lines } => stack::logs(&config, component.as_deref(), lines),
         Command::Test { args } => {
-            stack::up(&config)?;
+            // Tests start their own service instances; they need only the stack.
+            stack::up_infrastructure(&config)?;
             gate::run(&config, &args)
         }
     }

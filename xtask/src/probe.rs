@@ -91,36 +91,51 @@ pub fn kafka_metadata(bootstrap: &str, timeout: Duration) -> anyhow::Result<(usi
     Ok((metadata.brokers().len(), metadata.topics().len()))
 }
 
-/// `GET /subjects` on the schema registry: a 200 with a JSON array means it serves the
-/// Confluent REST API. Returns the body.
-pub fn registry_subjects(port: u16, timeout: Duration) -> anyhow::Result<String> {
+/// `GET path` on a local HTTP service answers 200.
+pub fn http_ok(port: u16, path: &str, timeout: Duration) -> anyhow::Result<()> {
+    let (status_line, _) = http_get(port, path, timeout)?;
+    if !status_line.contains(" 200") {
+        bail!("GET {path} on 127.0.0.1:{port} answered {status_line:?}");
+    }
+    Ok(())
+}
+
+fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(String, String)> {
     let addr = SocketAddr::from((LOOPBACK, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("connecting to the schema registry on {addr}"))?;
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     write!(
         stream,
-        "GET /subjects HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
-        .with_context(|| format!("reading the schema registry's answer on {addr}"))?;
-    let status_line = response.lines().next().unwrap_or_default();
-    if !status_line.contains(" 200") {
-        bail!("schema registry on {addr} answered {status_line:?} to GET /subjects");
-    }
+        .with_context(|| format!("reading the answer of {addr}"))?;
+    let status_line = response.lines().next().unwrap_or_default().to_string();
     let body = response
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim())
+        .map(|(_, body)| body.trim().to_string())
         .unwrap_or_default();
+    Ok((status_line, body))
+}
+
+/// `GET /subjects` on the schema registry: a 200 with a JSON array means it serves the
+/// Confluent REST API. Returns the body.
+pub fn registry_subjects(port: u16, timeout: Duration) -> anyhow::Result<String> {
+    let (status_line, body) = http_get(port, "/subjects", timeout)
+        .context("schema registry did not answer GET /subjects")?;
+    if !status_line.contains(" 200") {
+        bail!("schema registry on 127.0.0.1:{port} answered {status_line:?} to GET /subjects");
+    }
     // The body may be chunked; the JSON array is what matters.
     let json = body
         .lines()
         .find(|line| line.trim_start().starts_with('['))
         .with_context(|| {
-            format!("schema registry on {addr} did not return a JSON array: {body:?}")
+            format!("schema registry on 127.0.0.1:{port} did not return a JSON array: {body:?}")
         })?;
     Ok(json.trim().to_string())
 }

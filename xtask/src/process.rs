@@ -43,6 +43,11 @@ impl Managed {
     /// Starts the process detached from this one (own process group, stdin closed),
     /// appending to its log.
     pub fn spawn(&self) -> anyhow::Result<u32> {
+        self.spawn_with_env(&[])
+    }
+
+    /// As [`Self::spawn`], with extra environment variables.
+    pub fn spawn_with_env(&self, env: &[(String, String)]) -> anyhow::Result<u32> {
         for file in [&self.log_file, &self.pid_file] {
             if let Some(dir) = file.parent() {
                 fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -66,6 +71,7 @@ impl Managed {
         let stderr = log.try_clone()?;
         let child = Command::new(&self.binary)
             .args(&self.args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)

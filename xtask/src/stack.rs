@@ -1,6 +1,7 @@
 //! `up`, `status`, `down` and `logs` over the whole local stack.
 
 use std::fs::{self, File};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,6 +10,7 @@ use crate::config::{RIVVEN_SCHEMA, StackConfig, TANSU};
 use crate::postgres;
 use crate::probe;
 use crate::process::{self, Managed};
+use crate::services;
 use crate::tools;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,8 +117,34 @@ fn lock_stack(config: &StackConfig) -> anyhow::Result<File> {
     Ok(file)
 }
 
+/// The workspace root, where the service binaries are built.
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+}
+
+/// The whole platform: the stack, then every service.
 pub fn up(config: &StackConfig) -> anyhow::Result<()> {
     let _lock = lock_stack(config)?;
+    up_stack(config)?;
+    if !services::SERVICES.is_empty() {
+        println!("==> platform services");
+        services::build(workspace())?;
+        for service in services::SERVICES {
+            services::start(config, workspace(), service)?;
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL, the broker and the registry: what the tests need.
+pub fn up_infrastructure(config: &StackConfig) -> anyhow::Result<()> {
+    let _lock = lock_stack(config)?;
+    up_stack(config)
+}
+
+fn up_stack(config: &StackConfig) -> anyhow::Result<()> {
     println!("==> tools (cached in {})", config.tools_dir.display());
     tools::ensure_installed(config, &TANSU)?;
     tools::ensure_installed(config, &RIVVEN_SCHEMA)?;
@@ -214,6 +242,11 @@ pub fn status(config: &StackConfig) -> anyhow::Result<()> {
             managed.port
         );
     }
+    for service in services::SERVICES {
+        let (line, healthy) = services::status_line(config, workspace(), service);
+        all_healthy &= healthy;
+        println!("{:<16} {line}", service.name);
+    }
     if !all_healthy {
         bail!("part of the stack is down; `cargo xtask up` starts it");
     }
@@ -222,6 +255,11 @@ pub fn status(config: &StackConfig) -> anyhow::Result<()> {
 
 pub fn down(config: &StackConfig) -> anyhow::Result<()> {
     let _lock = lock_stack(config)?;
+    for service in services::SERVICES.iter().rev() {
+        if services::stop(config, workspace(), service)? {
+            println!("stopped {}", service.name);
+        }
+    }
     for component in Component::ALL.iter().rev() {
         let managed = component.managed(config);
         if managed.stop()? {
@@ -247,10 +285,18 @@ pub fn logs(config: &StackConfig, component: Option<&str>, lines: usize) -> anyh
         println!("  {:<16} /var/log/postgresql/", "postgresql");
         return Ok(());
     };
-    let Some(component) = Component::ALL.into_iter().find(|c| c.name() == name) else {
-        bail!("unknown component {name:?}; expected tansu or schema-registry");
-    };
-    let log_file = component.managed(config).log_file;
+    let known = Component::ALL
+        .iter()
+        .map(|component| component.name())
+        .chain(services::SERVICES.iter().map(|service| service.name))
+        .collect::<Vec<_>>();
+    if !known.contains(&name) {
+        bail!(
+            "unknown component {name:?}; expected one of {}",
+            known.join(", ")
+        );
+    }
+    let log_file = config.log_dir().join(format!("{name}.log"));
     println!("==> {} (last {lines} lines)", log_file.display());
     println!("{}", process::tail(&log_file, lines));
     Ok(())

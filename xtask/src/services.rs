@@ -1,0 +1,170 @@
+//! The platform's own processes: built from this workspace and started after the stack,
+//! with the stack's addresses in their environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::config::StackConfig;
+use crate::probe;
+use crate::process::Managed;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A worker without an HTTP port counts as started once it has stayed up this long.
+const WORKER_SETTLE: Duration = Duration::from_secs(3);
+
+/// One process of the platform.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformService {
+    pub name: &'static str,
+    pub package: &'static str,
+    pub binary: &'static str,
+    /// HTTP port answering `GET /health/ready`; `None` for workers.
+    pub http_port: Option<u16>,
+    /// Extra environment for this process.
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+pub const SERVICES: &[PlatformService] = &[];
+
+/// Builds every service binary in one cargo invocation.
+pub fn build(workspace: &Path) -> anyhow::Result<()> {
+    if SERVICES.is_empty() {
+        return Ok(());
+    }
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace).args(["build", "--release"]);
+    for service in SERVICES {
+        command.args(["-p", service.package, "--bin", service.binary]);
+    }
+    println!("  building the services (cargo build --release)");
+    let status = command.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("building the platform services failed ({status}); see the compiler output above");
+    }
+    Ok(())
+}
+
+fn managed(config: &StackConfig, workspace: &Path, service: &PlatformService) -> Managed {
+    Managed {
+        name: service.name,
+        binary: target_dir(workspace).join("release").join(service.binary),
+        args: Vec::new(),
+        port: service.http_port.unwrap_or(0),
+        log_file: config.log_dir().join(format!("{}.log", service.name)),
+        pid_file: config.run_dir().join(format!("{}.pid", service.name)),
+    }
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+}
+
+/// Starts a service unless it already runs the current binary and answers.
+pub fn start(
+    config: &StackConfig,
+    workspace: &Path,
+    service: &PlatformService,
+) -> anyhow::Result<()> {
+    let managed = managed(config, workspace, service);
+    if let Some(pid) = managed.running_pid() {
+        let rebuilt = modified(&managed.binary) > modified(&managed.pid_file);
+        if !rebuilt && health(service).is_ok() {
+            println!("  {}: already running (pid {pid})", service.name);
+            return Ok(());
+        }
+        println!(
+            "  {}: {}; restarting pid {pid}",
+            service.name,
+            if rebuilt {
+                "binary rebuilt"
+            } else {
+                "not answering"
+            }
+        );
+        managed.stop()?;
+    }
+    if let Some(port) = service.http_port.filter(|port| probe::port_in_use(*port)) {
+        let owner = probe::port_owner(port)
+            .map(|(pid, cmdline)| format!("pid {pid}: {cmdline}"))
+            .unwrap_or_else(|| "owner unknown".into());
+        bail!(
+            "cannot start {}: 127.0.0.1:{port} is already taken ({owner})",
+            service.name
+        );
+    }
+    let mut env: Vec<(String, String)> = config
+        .service_env()
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+    env.extend(
+        service
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let pid = managed.spawn_with_env(&env)?;
+    match service.http_port {
+        Some(port) => {
+            println!(
+                "  {}: started pid {pid}; waiting for 127.0.0.1:{port}/health/ready",
+                service.name
+            );
+            managed.wait_healthy(pid, START_TIMEOUT, || health(service))?;
+        }
+        None => {
+            println!("  {}: started pid {pid}", service.name);
+            std::thread::sleep(WORKER_SETTLE);
+            if probe::process_cmdline(pid).is_none() {
+                bail!(
+                    "{} (pid {pid}) exited during start-up; last lines of {}:\n{}",
+                    service.name,
+                    managed.log_file.display(),
+                    crate::process::tail(&managed.log_file, 20)
+                );
+            }
+        }
+    }
+    println!("  {}: up; log {}", service.name, managed.log_file.display());
+    Ok(())
+}
+
+pub fn health(service: &PlatformService) -> anyhow::Result<()> {
+    match service.http_port {
+        Some(port) => probe::http_ok(port, "/health/ready", Duration::from_secs(2)),
+        None => Ok(()),
+    }
+}
+
+pub fn status_line(
+    config: &StackConfig,
+    workspace: &Path,
+    service: &PlatformService,
+) -> (String, bool) {
+    let managed = managed(config, workspace, service);
+    match managed.running_pid() {
+        Some(pid) => match health(service) {
+            Ok(()) => (format!("pid {pid}, healthy"), true),
+            Err(error) => (format!("pid {pid}, NOT READY ({error:#})"), false),
+        },
+        None => ("not running".into(), false),
+    }
+}
+
+pub fn stop(
+    config: &StackConfig,
+    workspace: &Path,
+    service: &PlatformService,
+) -> anyhow::Result<bool> {
+    managed(config, workspace, service).stop()
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    fs::metadata(path).and_then(|meta| meta.modified()).ok()
+}
