@@ -1,2 +1,21 @@
-//! Write side: HTTP commands, the PostgreSQL event store, the outbox relay and the saga.
-//! Filled in by the command API, outbox and saga issues.
+//! Write side of keel: every domain command over HTTP, recorded in the PostgreSQL event
+//! store with optimistic concurrency and idempotency keys.
+//!
+//! - [`http`]: routes (table in its docs), extractors whose rejections are problem
+//!   documents, responses with `ETag`, the OpenAPI document.
+//! - [`store`]: the write path on postgres-es — load, check `If-Match`, decide, append,
+//!   read back the event ids — and the idempotency keys recorded in the append transaction.
+//! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
+//!   binds to any port (0 in tests) so tests run the real service.
+//! - [`config`], [`telemetry`], [`clock`], [`ids`]: typed settings, logging, and the
+//!   injected sources of time and ids.
+//!
+//! Design notes: `docs/adr/0003-command-api-concurrency-and-idempotency.md`.
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,323 @@
+//! Every error answer is an RFC 9457 `application/problem+json` document. This module has
+//! the document, the request-level errors (rejections of our extractors) and the mapping of
+//! command errors to statuses; each is an explicit `match`, never a blanket status.
+
+use aggregates::{DomainError, ErrorCategory};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::CommandError;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// An RFC 9457 problem document, extended with a stable `code` and, where they apply, the
+/// offending fields and the aggregate's current version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI identifying the problem type: `urn:keel:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, for humans.
+    pub detail: String,
+    /// Stable machine-readable code: a domain code such as `order.empty_order`, or one of
+    /// the `request.*`, `concurrency.*`, `idempotency.*`, `service.*`, `http.*` codes.
+    pub code: String,
+    /// For invalid input: each offending field (JSON pointer into the body) and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// For version conflicts: the aggregate's current version (also its `ETag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    retry_after: Option<u64>,
+}
+
+/// One invalid part of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// RFC 6901 JSON pointer to the offending value in the body (`""` = the whole body).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem with `status`, stable `code`, `title` and `detail`.
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<String>,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        let code = code.into();
+        Self {
+            problem_type: format!("urn:keel:problem:{code}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            errors: Vec::new(),
+            current_version: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds field errors.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Adds the current version.
+    pub fn with_current_version(mut self, version: u64) -> Self {
+        self.current_version = Some(version);
+        self
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A problem for a bare status (unknown route, wrong method, timeout, …).
+    pub fn for_status(status: StatusCode) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let (code, detail) = match status {
+            StatusCode::NOT_FOUND => ("http.not_found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "http.method_not_allowed",
+                "the resource does not support this method",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => (
+                "service.timeout",
+                "the request took too long; its outcome is unknown, retry with the same Idempotency-Key",
+            ),
+            _ if status.is_server_error() => ("service.internal_error", "internal error"),
+            _ => ("http.error", reason),
+        };
+        let problem = Self::new(status, code, reason, detail);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            problem.retry_after(RETRY_AFTER_SECONDS)
+        } else {
+            problem
+        }
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let retry_after = self.retry_after;
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The request itself is unusable: rejected by an extractor before any command runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not JSON (syntax error, truncated, trailing data).
+    #[error("the body is not valid JSON: {detail}")]
+    MalformedJson {
+        /// The parser's complaint.
+        detail: String,
+    },
+    /// The body is JSON but not the expected shape: unknown, missing or mistyped fields,
+    /// out-of-range numbers, invalid values.
+    #[error("the body does not match the expected schema")]
+    InvalidBody {
+        /// The offending fields.
+        errors: Vec<FieldError>,
+    },
+    /// A body was sent with a `Content-Type` other than JSON.
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
+    /// The body exceeds the configured limit.
+    #[error("the body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read from the connection.
+    #[error("the body could not be read")]
+    UnreadableBody,
+    /// A header is malformed.
+    #[error("header {name}: {detail}")]
+    InvalidHeader {
+        /// The header.
+        name: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A path segment does not parse (not a UUID, not a SKU).
+    #[error("{detail}")]
+    InvalidPath {
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        let problem = match self {
+            Self::MalformedJson { .. } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request.malformed_json",
+                "Malformed JSON",
+                detail,
+            ),
+            Self::InvalidBody { errors } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request.invalid_body",
+                "Invalid request body",
+                detail,
+            )
+            .with_errors(errors),
+            Self::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request.unsupported_media_type",
+                "Unsupported media type",
+                detail,
+            ),
+            Self::PayloadTooLarge { .. } => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.body_too_large",
+                "Request body too large",
+                detail,
+            ),
+            Self::UnreadableBody => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request.unreadable_body",
+                "Unreadable request body",
+                detail,
+            ),
+            Self::InvalidHeader { .. } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request.invalid_header",
+                "Invalid header",
+                detail,
+            ),
+            Self::InvalidPath { .. } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request.invalid_path",
+                "Invalid path parameter",
+                detail,
+            ),
+        };
+        problem.into_response()
+    }
+}
+
+/// The HTTP status of each domain error category (the table in `aggregates::ErrorCategory`).
+pub fn status_for(category: ErrorCategory) -> StatusCode {
+    match category {
+        ErrorCategory::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCategory::NotFound => StatusCode::NOT_FOUND,
+        ErrorCategory::InvalidState => StatusCode::CONFLICT,
+        ErrorCategory::Transient => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The problem document of a domain rejection.
+pub fn domain_problem<E: DomainError>(error: &E) -> Problem {
+    let category = error.category();
+    let status = status_for(category);
+    let title = match category {
+        ErrorCategory::Validation => "Invalid command",
+        ErrorCategory::NotFound => "Not found",
+        ErrorCategory::InvalidState => "Not allowed in the current state",
+        ErrorCategory::Transient => "Temporarily unavailable",
+    };
+    let problem = Problem::new(status, error.code(), title, error.to_string());
+    match category {
+        ErrorCategory::Validation => problem.with_errors(vec![FieldError {
+            pointer: String::new(),
+            detail: error.to_string(),
+        }]),
+        ErrorCategory::Transient => problem.retry_after(RETRY_AFTER_SECONDS),
+        ErrorCategory::NotFound | ErrorCategory::InvalidState => problem,
+    }
+}
+
+impl<E: DomainError> IntoResponse for CommandError<E> {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            Self::Domain(error) => {
+                if error.category() == ErrorCategory::Transient {
+                    tracing::warn!(code = error.code(), error = ?error, "dependency failed");
+                } else {
+                    tracing::info!(code = error.code(), "command rejected");
+                }
+                domain_problem(&error).into_response()
+            }
+            Self::PreconditionFailed { current_version } => {
+                let mut response = Problem::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "concurrency.version_mismatch",
+                    "Version mismatch",
+                    format!("{detail} (If-Match)"),
+                )
+                .with_current_version(current_version)
+                .into_response();
+                if let Ok(etag) = HeaderValue::from_str(&format!("\"{current_version}\"")) {
+                    response.headers_mut().insert(header::ETAG, etag);
+                }
+                response
+            }
+            Self::Conflict { current_version } => Problem::new(
+                StatusCode::CONFLICT,
+                "concurrency.conflict",
+                "Concurrent modification",
+                format!("{detail}; reload and retry"),
+            )
+            .with_current_version(current_version)
+            .into_response(),
+            Self::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency.key_reused",
+                "Idempotency key reused",
+                format!("{detail}; use a new key for a new request"),
+            )
+            .into_response(),
+            Self::Unavailable(error) => {
+                tracing::error!(error = %error, "event store unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service.unavailable",
+                    "Service unavailable",
+                    "the event store is unavailable; retry later, with the same Idempotency-Key to be safe",
+                )
+                .retry_after(RETRY_AFTER_SECONDS)
+                .into_response()
+            }
+            Self::Corrupt(error) => {
+                tracing::error!(error = %error, "event store holds unreadable data");
+                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            }
+        }
+    }
+}

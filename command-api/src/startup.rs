@@ -1,0 +1,255 @@
+//! Wiring: pool, migrations, event stores, router, listener — and the server's lifecycle
+//! (graceful drain on shutdown, with a hard deadline).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::payment::{PaymentGateway, PaymentServices, SimulatedPaymentGateway};
+use axum::Router;
+use sqlx::PgPool;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, PaymentGatewayKind, Settings};
+use crate::http::{self, AppState};
+use crate::ids::{IdSource, RandomIds};
+use crate::store::{AggregateStore, AppendHook};
+
+/// How long shutdown waits for pooled connections to be returned.
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The event store schema (0001) and this service's own tables; applied at start-up.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// What the application is built from besides its settings: injected so tests can pin
+/// time and ids, swap the gateway, and hold commands at the append.
+#[derive(Clone)]
+pub struct Dependencies {
+    /// Source of `occurred_at`.
+    pub clock: Arc<dyn Clock>,
+    /// Source of server-chosen ids.
+    pub ids: Arc<dyn IdSource>,
+    /// The payment gateway behind the port.
+    pub payment_gateway: Arc<dyn PaymentGateway>,
+    /// Test seam; `None` in production.
+    pub append_hook: Option<Arc<dyn AppendHook>>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependencies")
+            .field("clock", &self.clock)
+            .field("ids", &self.ids)
+            .field("append_hook", &self.append_hook)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dependencies {
+    /// Production wiring: system clock, UUIDv7 ids, the configured gateway.
+    pub fn from_settings(settings: &Settings) -> Self {
+        let payment_gateway: Arc<dyn PaymentGateway> = match settings.payment_gateway {
+            PaymentGatewayKind::Simulated => Arc::new(SimulatedPaymentGateway::new()),
+        };
+        Self {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            payment_gateway,
+            append_hook: None,
+        }
+    }
+}
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings are unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// PostgreSQL could not be reached.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Database(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] MigrateError),
+    /// The listen address is unavailable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// A built application, bound to its port and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    pool: PgPool,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Connects to the database from `settings`, then [`build_with_pool`](Self::build_with_pool).
+    ///
+    /// # Errors
+    /// [`StartupError`].
+    pub async fn build(
+        settings: &Settings,
+        dependencies: Dependencies,
+    ) -> Result<Self, StartupError> {
+        let pool = connect(settings).await?;
+        Self::build_with_pool(settings, pool, dependencies).await
+    }
+
+    /// Migrates `pool`'s database, wires the event stores and binds the listener.
+    ///
+    /// # Errors
+    /// [`StartupError`].
+    pub async fn build_with_pool(
+        settings: &Settings,
+        pool: PgPool,
+        dependencies: Dependencies,
+    ) -> Result<Self, StartupError> {
+        MIGRATOR.run(&pool).await?;
+        let Dependencies {
+            clock,
+            ids,
+            payment_gateway,
+            append_hook,
+        } = dependencies;
+        let state = AppState {
+            orders: Arc::new(AggregateStore::new(
+                pool.clone(),
+                (),
+                None,
+                append_hook.clone(),
+            )),
+            payments: Arc::new(AggregateStore::new(
+                pool.clone(),
+                PaymentServices::new(payment_gateway),
+                None,
+                append_hook.clone(),
+            )),
+            inventory: Arc::new(AggregateStore::new(
+                pool.clone(),
+                (),
+                Some(settings.event_store.inventory_snapshot_every),
+                append_hook,
+            )),
+            pool: pool.clone(),
+            clock,
+            ids,
+        };
+        let router = http::router(state, &settings.http);
+        let addr = settings.http.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            pool,
+            shutdown_grace: settings.http.shutdown_grace,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets
+    /// in-flight requests finish for at most the configured grace period, after which they
+    /// are dropped (their transactions roll back unless already committed).
+    ///
+    /// # Errors
+    /// If the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let stop_accepting = CancellationToken::new();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { serve.await });
+
+        tokio::select! {
+            finished = &mut server => {
+                self.pool.close().await;
+                return finished.map_err(io::Error::other)?;
+            }
+            () = shutdown => {}
+        }
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: draining in-flight requests");
+        stop_accepting.cancel();
+        let result = match tokio::time::timeout(self.shutdown_grace, &mut server).await {
+            Ok(finished) => finished.map_err(io::Error::other)?,
+            Err(_) => {
+                tracing::warn!(grace = ?self.shutdown_grace, "drain deadline passed: aborting in-flight requests");
+                server.abort();
+                Ok(())
+            }
+        };
+        // Requests cut off by the deadline may still hold connections; do not wait on them.
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use at exit");
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
+    let options = settings.database.url.connect_options()?;
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(settings.database.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(StartupError::Database)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,501 @@
+//! The write path on the PostgreSQL event store: load an aggregate, check the caller's
+//! version precondition, let the aggregate decide, append its events with their metadata,
+//! and describe what was recorded — honouring idempotency keys throughout.
+//!
+//! cqrs-es's `CqrsFramework::execute_with_metadata` takes no expected version and hides the
+//! loaded version, so commands go through the [`EventStore`] API directly: `load_aggregate`
+//! gives the version, `commit` appends at `version + 1 ..`, and the events table's primary
+//! key `(aggregate_type, aggregate_id, sequence)` turns any concurrent append at the same
+//! position into a unique violation that postgres-es reports as `AggregateConflict`. No
+//! update is ever lost: the loser appends nothing and is told so.
+
+pub mod idempotency;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use postgres_es::PostgresEventRepository;
+use schemas::metadata_keys;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use self::idempotency::{IdempotencyRecord, IdempotentRequest};
+
+/// Metadata key that carries the request fingerprint to the `events` trigger of migration
+/// 0002, which moves it into `idempotency_keys` and removes it from the stored metadata.
+pub const REQUEST_FINGERPRINT_KEY: &str = "request_fingerprint";
+
+/// Boxed error of the event store or its database driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Who asked, on whose behalf and when: the envelope facts every event of a command carries.
+/// The event id is not here: the database assigns one per event (migration 0001).
+#[derive(Debug, Clone)]
+pub struct CommandMetadata {
+    /// Shared by every message of one business flow.
+    pub correlation_id: Uuid,
+    /// The message that caused this command, if the caller said.
+    pub causation_id: Option<Uuid>,
+    /// Who issued the command.
+    pub actor: String,
+    /// When the command was accepted (the injected clock).
+    pub occurred_at: DateTime<Utc>,
+    /// W3C trace context of the request.
+    pub traceparent: Option<String>,
+}
+
+impl CommandMetadata {
+    /// The cqrs-es metadata map, keyed as `schemas::metadata_keys` says.
+    pub fn to_map(&self, idempotency: Option<&IdempotentRequest>) -> HashMap<String, String> {
+        use metadata_keys as k;
+        let mut map = HashMap::from([
+            (
+                k::CORRELATION_ID.to_owned(),
+                self.correlation_id.to_string(),
+            ),
+            (k::ACTOR.to_owned(), self.actor.clone()),
+            (
+                k::OCCURRED_AT.to_owned(),
+                self.occurred_at
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+            ),
+        ]);
+        if let Some(causation_id) = self.causation_id {
+            map.insert(k::CAUSATION_ID.to_owned(), causation_id.to_string());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            map.insert(k::TRACEPARENT.to_owned(), traceparent.clone());
+        }
+        if let Some(request) = idempotency {
+            map.insert(
+                k::IDEMPOTENCY_KEY.to_owned(),
+                request.key.as_str().to_owned(),
+            );
+            map.insert(
+                REQUEST_FINGERPRINT_KEY.to_owned(),
+                request.fingerprint.as_str().to_owned(),
+            );
+        }
+        map
+    }
+}
+
+/// The version a caller expects the aggregate to be at (`If-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// `*`: any version, as long as the aggregate exists.
+    Exists,
+    /// One of these versions (an empty list matches nothing).
+    OneOf(Vec<u64>),
+}
+
+impl ExpectedVersion {
+    /// Whether an aggregate at `current` (0 = no events) satisfies the expectation.
+    pub fn admits(&self, current: u64) -> bool {
+        match self {
+            Self::Exists => current > 0,
+            Self::OneOf(versions) => versions.contains(&current),
+        }
+    }
+}
+
+/// One command addressed to one aggregate, with everything needed to record it.
+#[derive(Debug)]
+pub struct CommandEnvelope<A: Aggregate> {
+    /// The target aggregate.
+    pub aggregate_id: String,
+    /// What to do.
+    pub command: A::Command,
+    /// Optimistic-concurrency precondition, if the caller gave one.
+    pub expected_version: Option<ExpectedVersion>,
+    /// Envelope facts for the events.
+    pub metadata: CommandMetadata,
+    /// Idempotency key and request fingerprint, if the caller gave a key.
+    pub idempotency: Option<IdempotentRequest>,
+}
+
+/// What an accepted command recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    /// `Aggregate::TYPE` of the target.
+    pub aggregate_type: String,
+    /// The target aggregate.
+    pub aggregate_id: String,
+    /// The aggregate's version after the command (= sequence of its last event).
+    pub version: u64,
+    /// The events the command appended, in order; empty for an idempotent no-op.
+    pub events: Vec<RecordedEvent>,
+    /// True when this is the stored outcome of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// One appended event, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// The event type (variant name).
+    pub event_type: String,
+    /// Position in the aggregate's stream, from 1.
+    pub sequence: u64,
+    /// The event's id, assigned by the database.
+    pub event_id: Uuid,
+    /// Position in the global log (identity order, not commit order).
+    pub global_position: i64,
+}
+
+/// Why a command was not accepted. Nothing was appended in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate rejected the command.
+    #[error(transparent)]
+    Domain(E),
+    /// `If-Match` named another version than the current one.
+    #[error("the aggregate is at version {current_version}, not the expected one")]
+    PreconditionFailed {
+        /// The version found.
+        current_version: u64,
+    },
+    /// Another command appended to the aggregate between our load and our append.
+    #[error("the aggregate was changed concurrently; it is now at version {current_version}")]
+    Conflict {
+        /// The version after the competing append.
+        current_version: u64,
+    },
+    /// The idempotency key was first used for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// The database could not be reached or failed; retrying may succeed.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// A stored event or snapshot could not be read back; retrying will not help.
+    #[error("event store holds unreadable data: {0}")]
+    Corrupt(#[source] BoxError),
+}
+
+/// Test seam: awaited after the aggregate decided and before its events are appended, so a
+/// test can line up racing commands deterministically. Production wiring installs none.
+pub trait AppendHook: Send + Sync + fmt::Debug + 'static {
+    /// Called once per command that has events to append.
+    fn before_append<'a>(
+        &'a self,
+        aggregate_type: &'static str,
+        aggregate_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// The event store for one aggregate type, and the way commands reach it.
+pub struct AggregateStore<A: Aggregate> {
+    store: PersistedEventStore<PostgresEventRepository, A>,
+    services: A::Services,
+    pool: PgPool,
+    append_hook: Option<Arc<dyn AppendHook>>,
+}
+
+impl<A: Aggregate> fmt::Debug for AggregateStore<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregateStore")
+            .field("aggregate_type", &A::TYPE)
+            .finish_non_exhaustive()
+    }
+}
+
+type Outcome<A> = Result<CommandOutcome, CommandError<<A as Aggregate>::Error>>;
+
+impl<A> AggregateStore<A>
+where
+    A: Aggregate + Clone,
+{
+    /// A store over `pool`; with `snapshot_every = Some(n)` the aggregate is snapshotted
+    /// every `n` events and loaded from its latest snapshot.
+    pub fn new(
+        pool: PgPool,
+        services: A::Services,
+        snapshot_every: Option<usize>,
+        append_hook: Option<Arc<dyn AppendHook>>,
+    ) -> Self {
+        let repository = PostgresEventRepository::new(pool.clone());
+        let store = match snapshot_every {
+            Some(every) => PersistedEventStore::new_snapshot_store(repository, every),
+            None => PersistedEventStore::new_event_store(repository),
+        };
+        Self {
+            store,
+            services,
+            pool,
+            append_hook,
+        }
+    }
+
+    /// Executes one command: see the module docs for the sequence and
+    /// `docs/adr/0003-command-api-concurrency-and-idempotency.md` for the guarantees.
+    ///
+    /// # Errors
+    /// [`CommandError`]; in every case nothing was appended.
+    pub async fn execute(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+        let Some(request) = envelope.idempotency.clone() else {
+            return self.decide_and_append(envelope).await;
+        };
+        let actor = envelope.metadata.actor.clone();
+        if let Some(record) = self.find_key(&actor, &request).await? {
+            return self.replay(record, &request).await;
+        }
+        match self.decide_and_append(envelope).await {
+            // A request with the same key may have committed after the look above, so that
+            // this one saw its effects (a create that now exists, a moved version) or lost
+            // the append to it: then its answer is the one to give.
+            Err(
+                error @ (CommandError::Domain(_)
+                | CommandError::PreconditionFailed { .. }
+                | CommandError::Conflict { .. }),
+            ) => match self.find_key(&actor, &request).await? {
+                Some(record) => self.replay(record, &request).await,
+                None => Err(error),
+            },
+            other => other,
+        }
+    }
+
+    async fn find_key(
+        &self,
+        actor: &str,
+        request: &IdempotentRequest,
+    ) -> Result<Option<IdempotencyRecord>, CommandError<A::Error>> {
+        idempotency::find(&self.pool, actor, &request.key)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn decide_and_append(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+        let CommandEnvelope {
+            aggregate_id,
+            command,
+            expected_version,
+            metadata,
+            idempotency,
+        } = envelope;
+
+        let context = self
+            .store
+            .load_aggregate(&aggregate_id)
+            .await
+            .map_err(store_failure)?;
+        let current_version = to_u64(context.current_sequence);
+        if let Some(expected) = &expected_version
+            && !expected.admits(current_version)
+        {
+            return Err(CommandError::PreconditionFailed { current_version });
+        }
+
+        // Decide on a copy: cqrs-es's `EventSink::write` applies each event to the aggregate
+        // it is given, while a snapshot store's `commit` applies the events once more to the
+        // context's aggregate. Handling the context's own aggregate would snapshot every
+        // event twice.
+        let mut decider = context.aggregate.clone();
+        let sink = EventSink::default();
+        decider
+            .handle(command, &self.services, &sink)
+            .await
+            .map_err(CommandError::Domain)?;
+        let events = sink.collect().await;
+
+        if events.is_empty() {
+            if let Some(request) = &idempotency {
+                let recorded = idempotency::record_unchanged(
+                    &self.pool,
+                    &metadata.actor,
+                    request,
+                    A::TYPE,
+                    &aggregate_id,
+                    current_version,
+                )
+                .await
+                .map_err(unavailable)?;
+                if !recorded {
+                    return self.replay_recorded(&metadata.actor, request).await;
+                }
+            }
+            return Ok(CommandOutcome {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id,
+                version: current_version,
+                events: Vec::new(),
+                replayed: false,
+            });
+        }
+
+        if let Some(hook) = &self.append_hook {
+            hook.before_append(A::TYPE, &aggregate_id).await;
+        }
+        let appended = to_u64(events.len());
+        let map = metadata.to_map(idempotency.as_ref());
+        match self.store.commit(events, context, map).await {
+            Ok(_) => {}
+            // Another command took this position in the stream, or (through the trigger of
+            // migration 0002) another request holds our idempotency key.
+            Err(AggregateError::AggregateConflict) => {
+                let current_version = self
+                    .current_version(&aggregate_id)
+                    .await
+                    .map_err(unavailable)?;
+                return Err(CommandError::Conflict { current_version });
+            }
+            Err(other) => return Err(store_failure(other)),
+        }
+
+        let version = current_version + appended;
+        let events = self
+            .recorded_events(A::TYPE, &aggregate_id, current_version, version)
+            .await
+            .map_err(unavailable)?;
+        Ok(CommandOutcome {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id,
+            version,
+            events,
+            replayed: false,
+        })
+    }
+
+    async fn replay_recorded(&self, actor: &str, request: &IdempotentRequest) -> Outcome<A> {
+        match self.find_key(actor, request).await? {
+            Some(record) => self.replay(record, request).await,
+            // Recorded and gone again cannot happen (keys are never deleted yet); be safe.
+            None => Err(CommandError::IdempotencyKeyReused),
+        }
+    }
+
+    /// The response of the request that first used the key, rebuilt from the event store.
+    async fn replay(&self, record: IdempotencyRecord, request: &IdempotentRequest) -> Outcome<A> {
+        if !record.matches(request) || record.aggregate_type != A::TYPE {
+            return Err(CommandError::IdempotencyKeyReused);
+        }
+        let first = record.version.saturating_sub(record.event_count);
+        let events = self
+            .recorded_events(A::TYPE, &record.aggregate_id, first, record.version)
+            .await
+            .map_err(unavailable)?;
+        Ok(CommandOutcome {
+            aggregate_type: record.aggregate_type,
+            aggregate_id: record.aggregate_id,
+            version: record.version,
+            events,
+            replayed: true,
+        })
+    }
+
+    /// Events with `after < sequence <= through`. Stored events never change, so reading
+    /// them back after the commit is exact.
+    async fn recorded_events(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after: u64,
+        through: u64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT event_type, sequence, event_id, global_position
+               FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+                AND sequence > $3 AND sequence <= $4
+              ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(to_i64(after))
+        .bind(to_i64(through))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RecordedEvent {
+                    event_type: row.try_get("event_type")?,
+                    sequence: to_u64(row.try_get::<i64, _>("sequence")?),
+                    event_id: row.try_get("event_id")?,
+                    global_position: row.try_get("global_position")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn current_version(&self, aggregate_id: &str) -> Result<u64, sqlx::Error> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0)::bigint
+               FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(to_u64(version))
+    }
+}
+
+fn unavailable<E: std::error::Error>(error: sqlx::Error) -> CommandError<E> {
+    CommandError::Unavailable(Box::new(error))
+}
+
+fn store_failure<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
+    match error {
+        AggregateError::UserError(error) => CommandError::Domain(error),
+        // Only `commit` can conflict, and it is matched there; a load never does.
+        AggregateError::AggregateConflict => CommandError::Conflict { current_version: 0 },
+        AggregateError::DatabaseConnectionError(error) | AggregateError::UnexpectedError(error) => {
+            CommandError::Unavailable(error)
+        }
+        AggregateError::DeserializationError(error) => CommandError::Corrupt(error),
+    }
+}
+
+fn to_u64<T: TryInto<u64>>(value: T) -> u64 {
+    value.try_into().unwrap_or(u64::MAX)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::idempotency::{Fingerprint, IdempotencyKey};
+
+    #[test]
+    fn expected_versions() {
+        assert!(ExpectedVersion::Exists.admits(1));
+        assert!(!ExpectedVersion::Exists.admits(0));
+        assert!(ExpectedVersion::OneOf(vec![0]).admits(0));
+        assert!(ExpectedVersion::OneOf(vec![2, 3]).admits(3));
+        assert!(!ExpectedVersion::OneOf(vec![2, 3]).admits(4));
+        assert!(!ExpectedVersion::OneOf(vec![]).admits(0));
+    }
+
+    #[test]
+    fn metadata_map_uses_the_schema_keys() {
+        let metadata = CommandMetadata {
+            correlation_id: Uuid::from_u128(1),
+            causation_id: Some(Uuid::from_u128(2)),
+            actor: "user:7".into(),
+            occurred_at: DateTime::from_timestamp_micros(1_714_564_800_123_456).unwrap(),
+            traceparent: None,
+        };
+        let plain = metadata.to_map(None);
+        assert_eq!(plain.len(), 4);
+        assert_eq!(plain["occurred_at"], "2024-05-01T12:00:00.123456Z");
+        assert_eq!(plain["causation_id"], Uuid::from_u128(2).to_string());
+
+        let request = IdempotentRequest {
+            key: IdempotencyKey::new("k").unwrap(),
+            fingerprint: Fingerprint::of("op", "id", &()),
+        };
+        let keyed = metadata.to_map(Some(&request));
+        assert_eq!(keyed["idempotency_key"], "k");
+        assert_eq!(keyed[REQUEST_FINGERPRINT_KEY], request.fingerprint.as_str());
+    }
+}

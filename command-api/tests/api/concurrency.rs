@@ -1,0 +1,157 @@
+//! Optimistic concurrency over real, concurrent HTTP requests: `ETag`/`If-Match`, and
+//! racing commands of which exactly one wins while the others get 409 — never a lost update.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{RaceGate, TestOptions, spawn_app, spawn_app_with};
+
+fn line(sku: &str) -> serde_json::Value {
+    json!({"sku": sku, "quantity": 1, "unit_price": {"amount_minor": 100, "currency": "EUR"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
+    let gate = Arc::new(RaceGate::default());
+    let app = spawn_app_with(TestOptions {
+        append_hook: Some(gate.clone()),
+        ..TestOptions::default()
+    })
+    .await;
+    let order_id = app.create_order().await;
+    // Both requests must have loaded version 1 and decided before either appends.
+    gate.arm(&order_id, 2);
+
+    let path = format!("/orders/{order_id}/lines");
+    let (a, b) = tokio::join!(
+        app.post(&path, line("SKU-A")),
+        app.post(&path, line("SKU-B"))
+    );
+
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "a: {} / b: {}", a.text, b.text);
+    let (winner, loser) = if a.status == 201 { (&a, &b) } else { (&b, &a) };
+    winner.assert_accepted(201, 2);
+    let problem = loser.assert_problem(409, "concurrency.conflict");
+    assert_eq!(problem["current_version"], 2);
+
+    // The store holds the creation and exactly the winner's line, nothing of the loser.
+    let stored = app.events_of("order", &order_id).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        stored[1].event_id.to_string(),
+        winner.body["events"][0]["event_id"]
+    );
+    let winner_sku = if a.status == 201 { "SKU-A" } else { "SKU-B" };
+    assert_eq!(
+        stored[1].payload["OrderLineAdded"]["line"]["sku"],
+        winner_sku
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writers_never_lose_an_update() {
+    let app = spawn_app().await;
+    app.add_stock("SKU-HOT", 1).await.assert_accepted(200, 1);
+
+    let path = "/inventory/SKU-HOT/stock";
+    let requests = (0..16).map(|_| app.post(path, json!({"quantity": 1})));
+    let responses = join_all(requests).await;
+
+    let mut versions = BTreeSet::new();
+    let mut conflicts = 0;
+    for response in &responses {
+        match response.status.as_u16() {
+            200 => {
+                let version = response.body["version"].as_u64().unwrap();
+                assert!(
+                    versions.insert(version),
+                    "two winners share version {version}"
+                );
+            }
+            409 => {
+                response.assert_problem(409, "concurrency.conflict");
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other}: {}", response.text),
+        }
+    }
+    let successes = versions.len();
+    assert_eq!(successes + conflicts, 16);
+    // Every acknowledged command is in the store, exactly once, in a gap-free stream.
+    let stored = app.events_of("inventory", "SKU-HOT").await;
+    assert_eq!(stored.len(), 1 + successes);
+    let sequences: Vec<i64> = stored.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=stored.len() as i64).collect::<Vec<_>>());
+    let expected: BTreeSet<u64> = (2..=(1 + successes as u64)).collect();
+    assert_eq!(versions, expected);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_with_the_current_etag_succeeds_and_a_stale_one_is_412() {
+    let app = spawn_app().await;
+    let order_id = app.create_order().await;
+    let path = format!("/orders/{order_id}/lines");
+
+    let added = app
+        .post_with(&path, line("SKU-1"), &[("If-Match", "\"1\"")])
+        .await;
+    added.assert_accepted(201, 2);
+    let etag = added.etag().to_owned();
+    assert_eq!(etag, "\"2\"");
+
+    let stale = app
+        .post_with(&path, line("SKU-2"), &[("If-Match", "\"1\"")])
+        .await;
+    let problem = stale.assert_problem(412, "concurrency.version_mismatch");
+    assert_eq!(problem["current_version"], 2);
+    assert_eq!(stale.header("etag"), Some("\"2\""));
+    assert_eq!(
+        app.event_count().await,
+        2,
+        "the stale command wrote nothing"
+    );
+
+    app.post_with(&path, line("SKU-2"), &[("If-Match", "\"7\", \"2\"")])
+        .await
+        .assert_accepted(201, 3);
+    app.post_with(&path, line("SKU-3"), &[("If-Match", "*")])
+        .await
+        .assert_accepted(201, 4);
+    // A weak tag never matches (strong comparison).
+    app.post_with(&path, line("SKU-4"), &[("If-Match", "W/\"4\"")])
+        .await
+        .assert_problem(412, "concurrency.version_mismatch");
+    assert_eq!(app.event_count().await, 4);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_star_on_an_aggregate_that_does_not_exist_is_412() {
+    let app = spawn_app().await;
+    let response = app
+        .post_with(
+            "/inventory/SKU-NEW/stock",
+            json!({"quantity": 1}),
+            &[("If-Match", "*")],
+        )
+        .await;
+    let problem = response.assert_problem(412, "concurrency.version_mismatch");
+    assert_eq!(problem["current_version"], 0);
+    assert_eq!(app.event_count().await, 0);
+    // "0" means "must not exist yet": a conditional create.
+    app.post_with(
+        "/inventory/SKU-NEW/stock",
+        json!({"quantity": 1}),
+        &[("If-Match", "\"0\"")],
+    )
+    .await
+    .assert_accepted(200, 1);
+    app.finish().await;
+}

@@ -1,0 +1,462 @@
+//! `spawn_app`: the real application on port 0 over its own, freshly created database.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aggregates::payment::{PaymentGateway, SimulatedPaymentGateway};
+use chrono::{DateTime, Utc};
+use command_api::clock::FixedClock;
+use command_api::config::Settings;
+use command_api::ids::SequentialIds;
+use command_api::startup::{Application, Dependencies};
+use command_api::store::AppendHook;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use tokio::sync::{Barrier, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// `occurred_at` of every event in tests.
+pub const NOW_MICROS: i64 = 1_714_564_800_123_456;
+pub const NOW_RFC3339: &str = "2024-05-01T12:00:00.123456Z";
+
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(NOW_MICROS).expect("valid timestamp")
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://keel:keel@127.0.0.1:5432/keel".to_owned())
+}
+
+/// How a test wants its application built.
+pub struct TestOptions {
+    pub settings: Settings,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub append_hook: Option<Arc<dyn AppendHook>>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        let mut settings = Settings::default();
+        settings.http.addr = "127.0.0.1:0".parse().expect("address");
+        settings.http.shutdown_grace = Duration::from_secs(10);
+        settings.database.max_connections = 8;
+        Self {
+            settings,
+            gateway: Arc::new(SimulatedPaymentGateway::new()),
+            append_hook: None,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// For assertions on the database, separate from the application's pool.
+    pub db: PgPool,
+    db_name: String,
+    admin: PgConnectOptions,
+    stop: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    let admin = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
+    let db_name = format!("keel_cmd_test_{}", Uuid::new_v4().simple());
+    let mut connection = PgConnection::connect_with(&admin)
+        .await
+        .expect("PostgreSQL is reachable (is the stack up? `cargo xtask up`)");
+    connection
+        .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
+        .await
+        .expect("create test database");
+    connection.close().await.ok();
+
+    let test_db = admin.clone().database(&db_name);
+    let app_pool = PgPoolOptions::new()
+        .max_connections(options.settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(test_db.clone())
+        .await
+        .expect("connect application pool");
+    let dependencies = Dependencies {
+        clock: Arc::new(FixedClock(now())),
+        ids: Arc::new(SequentialIds::new(0x7e57)),
+        payment_gateway: options.gateway,
+        append_hook: options.append_hook,
+    };
+    let application = Application::build_with_pool(&options.settings, app_pool, dependencies)
+        .await
+        .expect("application builds");
+    let address = format!("http://{}", application.local_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(application.run_until_stopped(stop.clone().cancelled_owned()));
+
+    let db = PgPoolOptions::new()
+        .max_connections(3)
+        .connect_with(test_db)
+        .await
+        .expect("connect assertion pool");
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("http client"),
+        db,
+        db_name,
+        admin,
+        stop,
+        server: Some(server),
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn etag(&self) -> &str {
+        self.header("etag").expect("ETag header")
+    }
+
+    /// Asserts a problem+json answer with `status` and `code`, and returns its body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "content type; body: {}",
+            self.text
+        );
+        let body = &self.body;
+        assert_eq!(body["status"], status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["type"], format!("urn:keel:problem:{code}"), "{body}");
+        assert!(
+            body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+        body
+    }
+
+    /// Asserts a successful command answer and returns its body.
+    #[track_caller]
+    pub fn assert_accepted(&self, status: u16, version: u64) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+        assert_eq!(self.body["version"], version, "{}", self.text);
+        assert_eq!(self.etag(), format!("\"{version}\""));
+        &self.body
+    }
+
+    /// The event types the response lists.
+    pub fn event_types(&self) -> Vec<String> {
+        self.body["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One row of `events`.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_id: Uuid,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends `body` as JSON (or nothing for `Value::Null`) with extra `headers`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut request = self.client.request(method, self.url(path));
+        if !body.is_null() {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.send(Method::POST, path, body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        self.send(Method::POST, path, body, headers).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, Value::Null, &[]).await
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.db)
+            .await
+            .expect("count events")
+    }
+
+    pub async fn idempotency_key_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&self.db)
+            .await
+            .expect("count idempotency keys")
+    }
+
+    pub async fn events_of(&self, aggregate_type: &str, aggregate_id: &str) -> Vec<StoredEvent> {
+        sqlx::query(
+            "SELECT sequence, event_type, event_id, payload::jsonb AS payload,
+                    metadata::jsonb AS metadata
+               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.db)
+        .await
+        .expect("read events")
+        .into_iter()
+        .map(|row| StoredEvent {
+            sequence: row.get("sequence"),
+            event_type: row.get("event_type"),
+            event_id: row.get("event_id"),
+            payload: row.get("payload"),
+            metadata: row.get("metadata"),
+        })
+        .collect()
+    }
+
+    /// A new draft order in EUR; returns its id.
+    pub async fn create_order(&self) -> String {
+        let response = self
+            .post(
+                "/orders",
+                json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
+            )
+            .await;
+        response.assert_accepted(201, 1);
+        response.body["aggregate_id"]
+            .as_str()
+            .expect("order id")
+            .to_owned()
+    }
+
+    /// A new order with one line (version 2).
+    pub async fn order_with_line(&self, sku: &str) -> String {
+        let order_id = self.create_order().await;
+        self.post(
+            &format!("/orders/{order_id}/lines"),
+            json!({"sku": sku, "quantity": 2, "unit_price": {"amount_minor": 1250, "currency": "EUR"}}),
+        )
+        .await
+        .assert_accepted(201, 2);
+        order_id
+    }
+
+    /// Receives `quantity` units of `sku`.
+    pub async fn add_stock(&self, sku: &str, quantity: u32) -> TestResponse {
+        self.post(
+            &format!("/inventory/{sku}/stock"),
+            json!({"quantity": quantity}),
+        )
+        .await
+    }
+
+    /// An authorized payment of 50.00 EUR; returns its id.
+    pub async fn authorized_payment(&self) -> String {
+        let response = self
+            .post(
+                "/payments",
+                json!({"order_id": Uuid::new_v4(), "amount": {"amount_minor": 5000, "currency": "EUR"}, "payment_method": "tok_visa"}),
+            )
+            .await;
+        response.assert_accepted(201, 1);
+        assert_eq!(response.event_types(), ["PaymentAuthorized"]);
+        response.body["aggregate_id"]
+            .as_str()
+            .expect("payment id")
+            .to_owned()
+    }
+
+    /// Signals shutdown and waits for the server to stop, bounded.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        self.stop.cancel();
+        match self.server.take() {
+            Some(server) => tokio::time::timeout(Duration::from_secs(30), server)
+                .await
+                .expect("server stops in time")
+                .expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub fn take_server(&mut self) -> Option<JoinHandle<std::io::Result<()>>> {
+        self.server.take()
+    }
+
+    /// Stops the server and drops the test database. Call at the end of every test; a
+    /// failed test leaves its database behind for inspection.
+    pub async fn finish(mut self) {
+        self.stop().await.expect("server stopped cleanly");
+        self.db.close().await;
+        self.drop_database().await;
+    }
+
+    pub async fn drop_database(&self) {
+        let mut connection = PgConnection::connect_with(&self.admin)
+            .await
+            .expect("admin connection");
+        connection
+            .execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name).as_str())
+            .await
+            .expect("drop test database");
+        connection.close().await.ok();
+    }
+}
+
+async fn read(response: reqwest::Response) -> TestResponse {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("response body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    TestResponse {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// Holds the first `parties` commands that reach the append for one aggregate until all of
+/// them are there, so they all decide on the same version and then race to append.
+#[derive(Debug, Default)]
+pub struct RaceGate {
+    armed: Mutex<Option<(String, Arc<Barrier>)>>,
+}
+
+impl RaceGate {
+    pub fn arm(&self, aggregate_id: &str, parties: usize) {
+        *self.armed.lock().expect("gate lock") =
+            Some((aggregate_id.to_owned(), Arc::new(Barrier::new(parties))));
+    }
+}
+
+impl AppendHook for RaceGate {
+    fn before_append<'a>(
+        &'a self,
+        _aggregate_type: &'static str,
+        aggregate_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let barrier = self
+                .armed
+                .lock()
+                .expect("gate lock")
+                .as_ref()
+                .filter(|(id, _)| id == aggregate_id)
+                .map(|(_, barrier)| Arc::clone(barrier));
+            if let Some(barrier) = barrier
+                && barrier.wait().await.is_leader()
+            {
+                *self.armed.lock().expect("gate lock") = None;
+            }
+        })
+    }
+}
+
+/// Holds every command at the append while armed, until released.
+#[derive(Debug, Default)]
+pub struct HoldGate {
+    armed: AtomicBool,
+    pub entered: Notify,
+    release: Notify,
+    released: AtomicBool,
+}
+
+impl HoldGate {
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
+}
+
+impl AppendHook for HoldGate {
+    fn before_append<'a>(
+        &'a self,
+        _aggregate_type: &'static str,
+        _aggregate_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if !self.armed.load(Ordering::SeqCst) {
+                return;
+            }
+            let released = self.release.notified();
+            self.entered.notify_one();
+            if !self.released.load(Ordering::SeqCst) {
+                released.await;
+            }
+        })
+    }
+}

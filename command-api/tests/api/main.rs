@@ -1,0 +1,14 @@
+//! Integration tests of the command API: the real application on port 0, each test with
+//! its own PostgreSQL database (created from `DATABASE_URL` / `KEEL_DATABASE_URL`, default
+//! the local stack), driven over HTTP. Every test checks the answer and what the event
+//! store holds afterwards.
+
+mod bad_input;
+mod concurrency;
+mod helpers;
+mod idempotency;
+mod inventory;
+mod metadata;
+mod orders;
+mod payments;
+mod service;
