@@ -7,6 +7,9 @@
 //!   read back the event ids — and the idempotency keys recorded in the append transaction.
 //! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
 //!   binds to any port (0 in tests) so tests run the real service.
+//! - [`outbox`]: the relay that publishes what the append transaction queued in `outbox`
+//!   to Kafka (binary `outbox-relay`); [`event_log`]: reading the store in global order
+//!   without skipping late commits. Design: `docs/adr/0002-outbox-and-global-position.md`.
 //! - [`config`], [`telemetry`], [`clock`], [`ids`]: typed settings, logging, and the
 //!   injected sources of time and ids.
 //!
@@ -14,8 +17,10 @@
 
 pub mod clock;
 pub mod config;
+pub mod event_log;
 pub mod http;
 pub mod ids;
+pub mod outbox;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -12,6 +12,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use uuid::Uuid;
 
+pub mod broker;
+
+pub use broker::TestBroker;
+
 /// How long a test waits for a component before declaring it unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -14,6 +14,8 @@ pub struct Tool {
     pub version: &'static str,
     pub features: &'static [&'static str],
     pub binary: &'static str,
+    /// Rough first build time on a 2-core machine, to set expectations.
+    pub build_minutes: u32,
 }
 
 pub const TANSU: Tool = Tool {
@@ -22,6 +24,7 @@ pub const TANSU: Tool = Tool {
     // `dynostore` provides the memory:// engine the local stack uses.
     features: &["dynostore", "postgres"],
     binary: "tansu",
+    build_minutes: 20,
 };
 
 pub const RIVVEN_SCHEMA: Tool = Tool {
@@ -29,6 +32,7 @@ pub const RIVVEN_SCHEMA: Tool = Tool {
     version: "0.0.22",
     features: &[],
     binary: "rivven-schema",
+    build_minutes: 8,
 };
 
 #[derive(Debug, Clone)]

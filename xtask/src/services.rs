@@ -29,16 +29,25 @@ pub struct PlatformService {
 }
 
 /// Started in this order by `cargo xtask up`; ports match the README.
-pub const SERVICES: &[PlatformService] = &[PlatformService {
-    name: "command-api",
-    package: "command-api",
-    binary: "command-api",
-    http_port: Some(8080),
-    env: &[
-        ("KEEL_HTTP_ADDR", "127.0.0.1:8080"),
-        ("KEEL_LOG_FORMAT", "pretty"),
-    ],
-}];
+pub const SERVICES: &[PlatformService] = &[
+    PlatformService {
+        name: "command-api",
+        package: "command-api",
+        binary: "command-api",
+        http_port: Some(8080),
+        env: &[
+            ("KEEL_HTTP_ADDR", "127.0.0.1:8080"),
+            ("KEEL_LOG_FORMAT", "pretty"),
+        ],
+    },
+    PlatformService {
+        name: "outbox-relay",
+        package: "command-api",
+        binary: "outbox-relay",
+        http_port: None,
+        env: &[("KEEL_LOG_FORMAT", "pretty")],
+    },
+];
 
 /// Builds every service binary in one cargo invocation.
 pub fn build(workspace: &Path) -> anyhow::Result<()> {

@@ -23,8 +23,8 @@ pub fn ensure_installed(config: &StackConfig, tool: &Tool) -> anyhow::Result<Pat
             return Ok(binary);
         }
         Some(reason) => println!(
-            "  {} {}: {reason}; installing with cargo install (Tansu takes about 20 minutes, once per machine)",
-            tool.crate_name, tool.version
+            "  {} {}: {reason}; installing with cargo install (about {} minutes, once per machine)",
+            tool.crate_name, tool.version, tool.build_minutes
         ),
     }
     let root = config.tool_root(tool);
