@@ -1,2 +1,34 @@
-//! Read side over HTTP: GET endpoints on the read models and the audit trail.
-//! Filled in by the read-side and audit issues.
+//! Read side of keel: GET-only HTTP over the read models that the projectors maintain in
+//! PostgreSQL schema `read_model` (migrated by the `projections` crate, never by this one).
+//!
+//! | method | path | read model | notes |
+//! |---|---|---|---|
+//! | GET | `/orders/{order_id}` | `order_view` + `order_view_lines`, `order_reservations`, `order_payments` | `?min_version=`; `ETag` |
+//! | GET | `/orders/{order_id}/payments` | `payments` | oldest first; 404 if neither order nor payment is known |
+//! | GET | `/customers/{customer_id}/orders` | `customer_orders` | `?status=&limit=&cursor=`; newest first |
+//! | GET | `/payments/{payment_id}` | `payments` | `?min_version=`; `ETag` |
+//! | GET | `/stock` | `stock_levels` | `?limit=&cursor=`; by SKU |
+//! | GET | `/stock/{sku}` | `stock_levels` | `?min_version=`; `ETag` |
+//! | GET | `/projections` | `checkpoints`, `dead_letters` | per-projection progress, for operators |
+//! | GET | `/health/live`, `/health/ready` | — | ready = PostgreSQL answers and `read_model.checkpoints` exists |
+//! | GET | `/openapi.json` | — | the OpenAPI 3 document of every route |
+//!
+//! Errors are `application/problem+json` ([`http::problem`]): 400 names the bad path or
+//! query parameter (unknown and repeated parameters included), 404 an unknown id, 503 with
+//! `Retry-After` a database outage (details only in the log) or a `min_version` the read
+//! model did not reach in time (`not_yet_consistent`).
+//!
+//! - [`read_model`]: the SQL and the views it returns (which are the response bodies).
+//! - [`changes`]: read-your-writes — one `LISTEN keel_read_model` task per process fanning
+//!   out to waiting requests, with a periodic re-read in case a notification is lost.
+//! - [`http`]: routes, extractors, keyset cursors ([`http::cursor`]), OpenAPI.
+//! - [`startup`]: wiring and graceful shutdown; [`startup::Application`] binds any port
+//!   (0 in tests) so tests run the real service. [`config`], [`telemetry`]: typed settings
+//!   (the `KEEL_*` table) and logging.
+
+pub mod changes;
+pub mod config;
+pub mod http;
+pub mod read_model;
+pub mod startup;
+pub mod telemetry;

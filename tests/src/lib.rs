@@ -13,8 +13,10 @@ use rdkafka::producer::FutureProducer;
 use uuid::Uuid;
 
 pub mod broker;
+pub mod platform;
 
 pub use broker::TestBroker;
+pub use platform::Platform;
 
 /// How long a test waits for a component before declaring it unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -47,6 +47,23 @@ pub const SERVICES: &[PlatformService] = &[
         http_port: None,
         env: &[("KEEL_LOG_FORMAT", "pretty")],
     },
+    PlatformService {
+        name: "projector",
+        package: "projections",
+        binary: "projections",
+        http_port: None,
+        env: &[("KEEL_LOG_FORMAT", "pretty")],
+    },
+    PlatformService {
+        name: "query-api",
+        package: "query-api",
+        binary: "query-api",
+        http_port: Some(8090),
+        env: &[
+            ("KEEL_HTTP_ADDR", "127.0.0.1:8090"),
+            ("KEEL_LOG_FORMAT", "pretty"),
+        ],
+    },
 ];
 
 /// Builds every service binary in one cargo invocation.

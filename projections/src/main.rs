@@ -1,0 +1,26 @@
+//! `projections`: runs the configured projectors until SIGTERM / Ctrl-C.
+
+use anyhow::Context;
+use projections::{Settings, runtime, telemetry};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("reading the configuration")?;
+    telemetry::init_tracing(settings.log_format).context("setting up logging")?;
+    info!(?settings, "starting projectors");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            runtime::shutdown_signal().await;
+            info!("shutdown requested");
+            shutdown.cancel();
+        }
+    });
+    runtime::run(settings, shutdown).await?;
+    info!("stopped");
+    Ok(())
+}

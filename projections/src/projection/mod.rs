@@ -1,0 +1,156 @@
+//! The projections: which topics each one reads and how it folds an event into its tables.
+//!
+//! Each projection runs as its own consumer group, owns its tables and only those, and is
+//! rebuilt on its own. An `apply` runs inside the projector's batch transaction, after the
+//! checkpoint check: it sees each event of an aggregate once, in sequence order.
+
+mod orders;
+mod payments;
+mod stock;
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemas::AggregateKind;
+use sqlx::PgConnection;
+
+use crate::event::ProjectedEvent;
+
+/// A read model built from the event topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Projection {
+    /// Order view (lines, totals, status, stock reservations, payments) and orders by
+    /// customer. Reads all three topics: reservations and payments name their order.
+    Orders,
+    /// Stock levels per SKU (on hand, reserved, available). Reads the inventory topic.
+    Stock,
+    /// Payments by id and by order. Reads the payment topic.
+    Payments,
+}
+
+impl Projection {
+    /// Every projection.
+    pub const ALL: [Projection; 3] = [Self::Orders, Self::Stock, Self::Payments];
+
+    /// Stable name: checkpoints, dead letters, consumer groups and notifications use it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Orders => "orders",
+            Self::Stock => "stock",
+            Self::Payments => "payments",
+        }
+    }
+
+    /// The aggregate types whose topics this projection reads.
+    pub fn sources(self) -> &'static [AggregateKind] {
+        match self {
+            Self::Orders => &[
+                AggregateKind::Order,
+                AggregateKind::Inventory,
+                AggregateKind::Payment,
+            ],
+            Self::Stock => &[AggregateKind::Inventory],
+            Self::Payments => &[AggregateKind::Payment],
+        }
+    }
+
+    /// Folds `event` into this projection's tables.
+    ///
+    /// # Errors
+    /// [`ApplyError`]: a database error, or an event the read model cannot take.
+    pub async fn apply(
+        self,
+        connection: &mut PgConnection,
+        event: &ProjectedEvent,
+    ) -> Result<(), ApplyError> {
+        match self {
+            Self::Orders => orders::apply(connection, event).await,
+            Self::Stock => stock::apply(connection, event).await,
+            Self::Payments => payments::apply(connection, event).await,
+        }
+    }
+}
+
+impl fmt::Display for Projection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Projection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown projection {s:?}: expected orders, stock or payments"))
+    }
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database refused a statement, or is unreachable (see [`ApplyError::is_poison`]).
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event does not fit the read model: it refers to an aggregate the projection has
+    /// never seen, or carries values out of range. The event stream is inconsistent with
+    /// what this projection applied, so the message is poison.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl ApplyError {
+    /// True when the event itself is at fault, so retrying it cannot help and it must
+    /// eventually be dead-lettered: an [`ApplyError::Inconsistent`] event, or a statement
+    /// refused for its data (SQLSTATE class 22, data exception, or 23, integrity constraint
+    /// violation). Everything else (connection lost, deadlock, missing table, permissions)
+    /// is an outage or a deployment fault: it is retried until it ends and never
+    /// dead-letters a message.
+    pub fn is_poison(&self) -> bool {
+        match self {
+            Self::Database(error) => is_data_error(error),
+            Self::Inconsistent(_) => true,
+        }
+    }
+}
+
+/// Whether the database refused a statement because of the values it carried.
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
+
+fn inconsistent(message: impl Into<String>) -> ApplyError {
+    ApplyError::Inconsistent(message.into())
+}
+
+/// The event's aggregate id as a UUID (orders and payments are identified by one).
+fn aggregate_uuid(event: &ProjectedEvent) -> Result<uuid::Uuid, ApplyError> {
+    uuid::Uuid::parse_str(&event.metadata.aggregate_id).map_err(|e| {
+        inconsistent(format!(
+            "{} id {:?} is not a UUID: {e}",
+            event.metadata.aggregate_type, event.metadata.aggregate_id
+        ))
+    })
+}
+
+/// Fails with [`ApplyError::Inconsistent`] when an update found no row.
+fn expect_row(rows_affected: u64, event: &ProjectedEvent, what: &str) -> Result<(), ApplyError> {
+    if rows_affected == 0 {
+        Err(inconsistent(format!(
+            "{} of {} {} (sequence {}) refers to {what} the read model does not hold",
+            event.event.event_type(),
+            event.metadata.aggregate_type,
+            event.metadata.aggregate_id,
+            event.metadata.sequence
+        )))
+    } else {
+        Ok(())
+    }
+}

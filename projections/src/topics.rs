@@ -1,0 +1,61 @@
+//! Topic creation: the broker may not auto-create topics (Tansu does not, nor do most
+//! production clusters), so the projector creates the ones it reads and writes.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// A topic could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("creating topic {topic} on {brokers}: {reason}")]
+pub struct TopicError {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// The broker's or client's complaint.
+    pub reason: String,
+}
+
+/// Creates each of `topics` that does not exist yet, with `partitions` partitions
+/// (replication factor 1 on the local stack; production topics are provisioned up front).
+///
+/// # Errors
+/// [`TopicError`] for the first topic that neither exists nor could be created.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), TopicError> {
+    let error = |topic: &str, reason: String| TopicError {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .create()
+        .map_err(|e| error(&topics.join(","), e.to_string()))?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| error(&topics.join(","), e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(error(&topic, code.to_string())),
+        }
+    }
+    Ok(())
+}

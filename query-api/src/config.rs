@@ -1,0 +1,388 @@
+//! Typed configuration: defaults, overridden by `KEEL_*` environment variables.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KEEL_HTTP_ADDR` | `127.0.0.1:8090` | listen address (port 0 picks a free port) |
+//! | `KEEL_HTTP_REQUEST_TIMEOUT_SECS` | `10` | a request still running after this is answered 503 |
+//! | `KEEL_SHUTDOWN_GRACE_SECS` | `20` | after SIGTERM/Ctrl-C, how long in-flight requests may drain |
+//! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the database holding schema `read_model` (secret: never logged) |
+//! | `KEEL_DB_MAX_CONNECTIONS` | `10` | connection pool size |
+//! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
+//! | `KEEL_READ_WAIT_TIMEOUT_MS` | `2000` | longest wait of a `?min_version=` read for the read model to catch up |
+//! | `KEEL_READ_WAIT_RECHECK_MS` | `100` | while waiting, re-read at least this often (in case a notification is lost) |
+//! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
+//! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// Everything the query API needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The HTTP server.
+    pub http: HttpSettings,
+    /// The read-model database.
+    pub database: DatabaseSettings,
+    /// Read-your-writes waits.
+    pub read_wait: ReadWaitSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Upper bound on handling one request (read-your-writes waits included).
+    pub request_timeout: Duration,
+    /// How long in-flight requests may drain after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Database settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// Connection URL (contains the password).
+    pub url: DatabaseUrl,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before failing with 503.
+    pub acquire_timeout: Duration,
+}
+
+/// How `?min_version=` reads wait for the read model.
+#[derive(Debug, Clone)]
+pub struct ReadWaitSettings {
+    /// Longest wait before answering 503 `read_model.not_caught_up`.
+    pub timeout: Duration,
+    /// Re-read at least this often while waiting, whether or not a notification came.
+    pub recheck_interval: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `EnvFilter` directives.
+    pub filter: String,
+}
+
+/// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
+/// logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Connection options parsed from the URL.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is not a PostgreSQL URL; the message never repeats the URL.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
+        let invalid = || ConfigError::Invalid {
+            var: "KEEL_DATABASE_URL",
+            reason: "not a valid postgres:// URL".into(),
+        };
+        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
+            return Err(invalid());
+        }
+        PgConnectOptions::from_str(&self.0).map_err(|_| invalid())
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A configuration value that cannot be used. Names the variable; never echoes a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The variable is set to something unusable.
+    #[error("{var}: {reason}")]
+    Invalid {
+        /// The environment variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The local stack's database (see the repository README).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings {
+                addr: SocketAddr::from(([127, 0, 0, 1], 8090)),
+                request_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(20),
+            },
+            database: DatabaseSettings {
+                url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
+                max_connections: 10,
+                acquire_timeout: Duration::from_secs(3),
+            },
+            read_wait: ReadWaitSettings {
+                timeout: Duration::from_millis(2000),
+                recheck_interval: Duration::from_millis(100),
+            },
+            log: LogSettings {
+                format: LogFormat::Json,
+                filter: "info".into(),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults overridden by the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Defaults overridden by whatever `lookup` returns for each variable name.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that does not parse, or
+    /// `KEEL_READ_WAIT_TIMEOUT_MS` when a wait could outlast the request timeout.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut settings = Self::default();
+        let env = Env(&lookup);
+        if let Some(addr) = env.parsed("KEEL_HTTP_ADDR")? {
+            settings.http.addr = addr;
+        }
+        if let Some(secs) = env.positive("KEEL_HTTP_REQUEST_TIMEOUT_SECS")? {
+            settings.http.request_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = env.parsed("KEEL_SHUTDOWN_GRACE_SECS")? {
+            settings.http.shutdown_grace = Duration::from_secs(secs);
+        }
+        if let Some(url) = lookup("KEEL_DATABASE_URL") {
+            let url = DatabaseUrl::new(url);
+            url.connect_options()?;
+            settings.database.url = url;
+        }
+        if let Some(size) = env.positive("KEEL_DB_MAX_CONNECTIONS")? {
+            settings.database.max_connections = size;
+        }
+        if let Some(secs) = env.positive("KEEL_DB_ACQUIRE_TIMEOUT_SECS")? {
+            settings.database.acquire_timeout = Duration::from_secs(secs);
+        }
+        if let Some(millis) = env.positive("KEEL_READ_WAIT_TIMEOUT_MS")? {
+            settings.read_wait.timeout = Duration::from_millis(millis);
+        }
+        if let Some(millis) = env.positive("KEEL_READ_WAIT_RECHECK_MS")? {
+            settings.read_wait.recheck_interval = Duration::from_millis(millis);
+        }
+        if let Some(format) = lookup("KEEL_LOG_FORMAT") {
+            settings.log.format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        var: "KEEL_LOG_FORMAT",
+                        reason: format!("unknown format {other:?}; expected json or pretty"),
+                    });
+                }
+            };
+        }
+        if let Some(filter) = lookup("RUST_LOG") {
+            settings.log.filter = filter;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// A wait cut off by the request timeout would answer the generic timeout instead of
+    /// the precise `read_model.not_caught_up`, so the wait must end first.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.read_wait.timeout >= self.http.request_timeout {
+            return Err(ConfigError::Invalid {
+                var: "KEEL_READ_WAIT_TIMEOUT_MS",
+                reason: format!(
+                    "must be shorter than the request timeout ({:?})",
+                    self.http.request_timeout
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn parsed<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        (self.0)(var)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|e: T::Err| ConfigError::Invalid {
+                        var,
+                        reason: format!("cannot parse {value:?}: {e}"),
+                    })
+            })
+            .transpose()
+    }
+
+    fn positive<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialEq + Default,
+        T::Err: fmt::Display,
+    {
+        match self.parsed::<T>(var)? {
+            Some(value) if value == T::default() => Err(ConfigError::Invalid {
+                var,
+                reason: "must be greater than zero".into(),
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_without_environment() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.http.addr, "127.0.0.1:8090".parse().unwrap());
+        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.database.max_connections, 10);
+        assert_eq!(s.read_wait.timeout, Duration::from_millis(2000));
+        assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(100));
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = settings(&[
+            ("KEEL_HTTP_ADDR", "0.0.0.0:9000"),
+            ("KEEL_HTTP_REQUEST_TIMEOUT_SECS", "5"),
+            ("KEEL_SHUTDOWN_GRACE_SECS", "0"),
+            ("KEEL_DATABASE_URL", "postgres://u:p@db:5433/x"),
+            ("KEEL_DB_MAX_CONNECTIONS", "3"),
+            ("KEEL_DB_ACQUIRE_TIMEOUT_SECS", "1"),
+            ("KEEL_READ_WAIT_TIMEOUT_MS", "500"),
+            ("KEEL_READ_WAIT_RECHECK_MS", "25"),
+            ("KEEL_LOG_FORMAT", "pretty"),
+            ("RUST_LOG", "debug"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.addr.port(), 9000);
+        assert_eq!(s.http.request_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.shutdown_grace, Duration::ZERO);
+        assert_eq!(s.database.url.expose(), "postgres://u:p@db:5433/x");
+        assert_eq!(s.database.max_connections, 3);
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(s.read_wait.timeout, Duration::from_millis(500));
+        assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(25));
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.log.filter, "debug");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = settings(&[("KEEL_DB_MAX_CONNECTIONS", "many")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("KEEL_DB_MAX_CONNECTIONS:"),
+            "{err}"
+        );
+        let err = settings(&[("KEEL_READ_WAIT_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("greater than zero"), "{err}");
+        let err = settings(&[("KEEL_LOG_FORMAT", "xml")]).unwrap_err();
+        assert!(err.to_string().starts_with("KEEL_LOG_FORMAT:"), "{err}");
+    }
+
+    #[test]
+    fn read_wait_must_end_before_the_request_timeout() {
+        let err = settings(&[
+            ("KEEL_HTTP_REQUEST_TIMEOUT_SECS", "2"),
+            ("KEEL_READ_WAIT_TIMEOUT_MS", "2000"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("KEEL_READ_WAIT_TIMEOUT_MS:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn database_url_secret_never_shows() {
+        let err = settings(&[("KEEL_DATABASE_URL", "mysql://root:hunter2@x")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let s = settings(&[("KEEL_DATABASE_URL", "postgres://keel:hunter2@db:5432/keel")]).unwrap();
+        let shown = format!("{s:?} {}", s.database.url);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://keel:***@db:5432/keel"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Keyset pagination: page sizes and opaque cursors.
+//!
+//! A cursor is the position of the last entry of a page (its sort key), base64url without
+//! padding, so the next page starts strictly after it however many rows were inserted in
+//! between: no entry is skipped or repeated because of them. Cursors carry a kind and
+//! format version (`o1`, `s1`) so a cursor of another listing, or of a future format, is
+//! rejected as invalid rather than misread.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::DateTime;
+use uuid::Uuid;
+
+use super::problem::QueryError;
+use crate::read_model::orders::CustomerOrderPosition;
+
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest accepted `limit`.
+pub const MAX_LIMIT: u32 = 200;
+
+const CUSTOMER_ORDER_KIND: &str = "o1";
+const SKU_KIND: &str = "s1";
+
+/// A validated `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    /// `limit` as given (absent: [`DEFAULT_LIMIT`]); 1 to [`MAX_LIMIT`].
+    ///
+    /// # Errors
+    /// [`QueryError::InvalidParameter`] naming `limit`.
+    pub fn parse(value: Option<String>) -> Result<Self, QueryError> {
+        let Some(value) = value else {
+            return Ok(Self(DEFAULT_LIMIT));
+        };
+        match value.trim().parse::<u32>() {
+            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(Self(limit)),
+            _ => Err(QueryError::parameter(
+                "limit",
+                format!("must be an integer from 1 to {MAX_LIMIT}, not {value:?}"),
+            )),
+        }
+    }
+
+    /// The page size.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn fetch(self) -> i64 {
+        i64::from(self.0) + 1
+    }
+}
+
+/// The cursor after `position` in a customer's orders.
+pub fn encode_customer_order(position: &CustomerOrderPosition) -> String {
+    encode(&format!(
+        "{CUSTOMER_ORDER_KIND}:{}:{}",
+        position.created_at.timestamp_micros(),
+        position.order_id.simple()
+    ))
+}
+
+/// The position a customer-orders cursor names.
+///
+/// # Errors
+/// [`QueryError::InvalidParameter`] naming `cursor`.
+pub fn decode_customer_order(cursor: &str) -> Result<CustomerOrderPosition, QueryError> {
+    let text = decode(cursor)?;
+    let mut parts = text.splitn(3, ':');
+    let (Some(CUSTOMER_ORDER_KIND), Some(micros), Some(order_id)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let created_at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    let order_id = Uuid::try_parse(order_id).map_err(|_| invalid())?;
+    Ok(CustomerOrderPosition {
+        created_at,
+        order_id,
+    })
+}
+
+/// The cursor after `sku` in the stock listing.
+pub fn encode_sku(sku: &str) -> String {
+    encode(&format!("{SKU_KIND}:{sku}"))
+}
+
+/// The SKU a stock cursor names.
+///
+/// # Errors
+/// [`QueryError::InvalidParameter`] naming `cursor`.
+pub fn decode_sku(cursor: &str) -> Result<String, QueryError> {
+    let text = decode(cursor)?;
+    match text.split_once(':') {
+        Some((SKU_KIND, sku)) if !sku.is_empty() => Ok(sku.to_owned()),
+        _ => Err(invalid()),
+    }
+}
+
+fn encode(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode(cursor: &str) -> Result<String, QueryError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)
+}
+
+fn invalid() -> QueryError {
+    QueryError::parameter(
+        "cursor",
+        "not a cursor of this listing; pass `next_cursor` of the previous page unchanged",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_order_cursors_round_trip() {
+        let position = CustomerOrderPosition {
+            created_at: DateTime::from_timestamp_micros(1_714_564_800_123_456).unwrap(),
+            order_id: Uuid::new_v4(),
+        };
+        let cursor = encode_customer_order(&position);
+        assert!(
+            cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{cursor}"
+        );
+        assert_eq!(decode_customer_order(&cursor).unwrap(), position);
+    }
+
+    #[test]
+    fn sku_cursors_round_trip() {
+        assert_eq!(decode_sku(&encode_sku("SKU-1.a_b")).unwrap(), "SKU-1.a_b");
+    }
+
+    #[test]
+    fn foreign_and_malformed_cursors_are_rejected() {
+        let sku_cursor = encode_sku("SKU-1");
+        assert!(decode_customer_order(&sku_cursor).is_err());
+        assert!(decode_sku(&encode(&format!("o1:1:{}", Uuid::nil().simple()))).is_err());
+        for bad in [
+            "",
+            "!!!",
+            "bzE6eDp5",
+            &encode("o1:1:not-a-uuid"),
+            &encode("s1:"),
+        ] {
+            assert!(decode_customer_order(bad).is_err(), "{bad}");
+            assert!(decode_sku(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(PageLimit::parse(None).unwrap().get(), DEFAULT_LIMIT);
+        assert_eq!(PageLimit::parse(Some("200".into())).unwrap().get(), 200);
+        for bad in ["0", "201", "-1", "ten", ""] {
+            assert!(PageLimit::parse(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
+}

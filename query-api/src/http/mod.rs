@@ -1,0 +1,173 @@
+//! The HTTP surface: routes, extractors, cursors, problem documents, OpenAPI.
+//!
+//! Every route is a GET; the route table is in the crate docs. Single-aggregate reads
+//! answer with `ETag: "<version>"` and accept `?min_version=` (read-your-writes, see
+//! [`crate::changes`]).
+
+pub mod cursor;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod orders;
+pub mod payments;
+pub mod problem;
+pub mod projections;
+pub mod stock;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use sqlx::PgPool;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::problem::{PROBLEM_JSON, Problem, QueryError};
+use crate::changes::{VersionWaiter, WaitOutcome, WaitTarget};
+use crate::config::HttpSettings;
+
+/// `X-Request-Id`: taken from the request or generated, logged and echoed.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The read-model database.
+    pub pool: PgPool,
+    /// Read-your-writes waits.
+    pub waiter: VersionWaiter,
+}
+
+impl AppState {
+    /// With `min_version`, waits (bounded) until `probe` reports at least that version of
+    /// `target`'s row; without, returns at once.
+    ///
+    /// # Errors
+    /// [`QueryError::NotYetConsistent`] when the wait times out, database errors.
+    pub async fn ensure_version<F, Fut>(
+        &self,
+        target: WaitTarget<'_>,
+        min_version: Option<i64>,
+        probe: F,
+    ) -> Result<(), QueryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<i64>, sqlx::Error>>,
+    {
+        let Some(requested) = min_version else {
+            return Ok(());
+        };
+        match self.waiter.wait_for(target, requested, probe).await? {
+            WaitOutcome::Reached => Ok(()),
+            WaitOutcome::TimedOut { current } => Err(QueryError::NotYetConsistent {
+                requested,
+                current,
+                waited: self.waiter.timeout(),
+            }),
+        }
+    }
+}
+
+/// A single-aggregate view, answered with `ETag: "<version>"` (the same value the command
+/// API returns as its `ETag`).
+#[derive(Debug)]
+pub struct Versioned<T> {
+    /// The view's version.
+    pub version: i64,
+    /// The view.
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for Versioned<T> {
+    fn into_response(self) -> Response {
+        let mut response = Json(self.body).into_response();
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", self.version)) {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        response
+    }
+}
+
+/// The whole HTTP application and its OpenAPI document.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::list_customer_orders))
+        .routes(routes!(payments::list_order_payments))
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(stock::list_stock))
+        .routes(routes!(stock::get_stock))
+        .routes(routes!(projections::get_projections))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    openapi::document_query_conventions(&mut openapi);
+
+    api.fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async {
+            Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .with_state(state)
+        .layer(Extension(Arc::new(openapi)))
+        // Outermost last: request id → trace → problem bodies → timeout → routes.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(middleware::from_fn(problem_bodies))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(&X_REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "http_request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // 503 `not_yet_consistent` is routine; real failures are logged at ERROR
+                // with their cause where they happen.
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+}
+
+/// Safety net: an error response that is not already a problem document (from a layer such
+/// as the timeout, or from axum itself) gets one, so no plain-text or empty error escapes.
+async fn problem_bodies(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value == HeaderValue::from_static(PROBLEM_JSON));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        let (mut parts, _) = response.into_parts();
+        let replacement = Problem::for_status(status).into_response();
+        let (replacement_parts, body) = replacement.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        for (name, value) in &replacement_parts.headers {
+            parts.headers.insert(name, value.clone());
+        }
+        return Response::from_parts(parts, body);
+    }
+    response
+}

@@ -1,0 +1,22 @@
+//! `query-api`: serves the read models over HTTP until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use query_api::config::Settings;
+use query_api::startup::{Application, shutdown_signal};
+use query_api::telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("invalid configuration")?;
+    telemetry::init(&settings.log).context("cannot set up logging")?;
+    // `Settings`' Debug redacts the database password.
+    tracing::info!(settings = ?settings, "starting query API");
+    let application = Application::build(&settings)
+        .await
+        .context("start-up failed")?;
+    tracing::info!(addr = %application.local_addr(), "listening");
+    application
+        .run_until_stopped(shutdown_signal())
+        .await
+        .context("server failed")
+}

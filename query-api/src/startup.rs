@@ -1,0 +1,186 @@
+//! Wiring: pool, change feed, router, listener — and the server's lifecycle (graceful
+//! drain on shutdown, with a hard deadline).
+//!
+//! The query API starts without its database: the pool connects lazily, readiness says
+//! whether PostgreSQL and the read-model schema are there, and queries answer 503 until
+//! they are. It never migrates; the projector owns the read-model schema.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::{ChangeFeed, VersionWaiter};
+use crate::config::{ConfigError, Settings};
+use crate::http::{self, AppState};
+
+/// How long shutdown waits for pooled connections to be returned.
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings are unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address is unavailable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// A built application, bound to its port and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    pool: PgPool,
+    stop_feed: CancellationToken,
+    feed: JoinHandle<()>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Creates the (lazy) pool from `settings`, then [`build_with_pool`](Self::build_with_pool).
+    /// An unreachable database is logged, not fatal.
+    ///
+    /// # Errors
+    /// [`StartupError`].
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let options = settings.database.url.connect_options()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(settings.database.acquire_timeout)
+            .connect_lazy_with(options);
+        if let Err(error) = pool.acquire().await {
+            tracing::warn!(error = %error, "PostgreSQL is not reachable yet; serving 503 until it is");
+        }
+        Self::build_with_pool(settings, pool).await
+    }
+
+    /// Binds the listener and starts the change feed on `pool`'s database.
+    ///
+    /// # Errors
+    /// [`StartupError`].
+    pub async fn build_with_pool(settings: &Settings, pool: PgPool) -> Result<Self, StartupError> {
+        let addr = settings.http.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+
+        let stop_feed = CancellationToken::new();
+        let (changes, feed) = ChangeFeed::spawn(pool.clone(), stop_feed.clone());
+        let state = AppState {
+            pool: pool.clone(),
+            waiter: VersionWaiter::new(
+                changes,
+                settings.read_wait.timeout,
+                settings.read_wait.recheck_interval,
+            ),
+        };
+        let router = http::router(state, &settings.http);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            pool,
+            stop_feed,
+            feed,
+            shutdown_grace: settings.http.shutdown_grace,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets
+    /// in-flight requests (read-your-writes waits included) finish for at most the
+    /// configured grace period, after which they are dropped.
+    ///
+    /// # Errors
+    /// If the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let stop_accepting = CancellationToken::new();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { serve.await });
+
+        let result = tokio::select! {
+            finished = &mut server => finished.map_err(io::Error::other).and_then(|served| served),
+            () = shutdown => {
+                tracing::info!(grace = ?self.shutdown_grace, "shutting down: draining in-flight requests");
+                stop_accepting.cancel();
+                match tokio::time::timeout(self.shutdown_grace, &mut server).await {
+                    Ok(finished) => finished.map_err(io::Error::other).and_then(|served| served),
+                    Err(_) => {
+                        tracing::warn!(grace = ?self.shutdown_grace, "drain deadline passed: aborting in-flight requests");
+                        server.abort();
+                        Ok(())
+                    }
+                }
+            }
+        };
+        // Waiters are gone: the feed's listener connection can go too.
+        self.stop_feed.cancel();
+        if let Err(error) = self.feed.await {
+            tracing::warn!(error = %error, "change feed task failed");
+        }
+        // Requests cut off by the deadline may still hold connections; do not wait on them.
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use at exit");
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

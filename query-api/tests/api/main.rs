@@ -1,0 +1,12 @@
+//! Integration tests of the query API: the real application on port 0, each test with its
+//! own PostgreSQL database (created from `DATABASE_URL` / `KEEL_DATABASE_URL`, default the
+//! local stack) migrated by the projector's own `projections::db::migrate`, read-model rows
+//! inserted with SQL, driven over HTTP.
+
+mod consistency;
+mod customers;
+mod helpers;
+mod orders;
+mod payments;
+mod service;
+mod stock;
