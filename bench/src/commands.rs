@@ -1,0 +1,96 @@
+//! S1: the durable command path at a fixed offered rate.
+
+use chrono::Utc;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::Common;
+use crate::open_loop::{self, OpenLoopResult, Sample};
+use crate::report::{Machine, Report, open_loop_line, percentiles};
+use crate::workload::{KeyArgs, add_stock, error_chain, http_client, require_ready};
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct CommandsArgs {
+    /// Which command to send.
+    #[arg(long, value_enum, default_value_t = CommandKind::AddStock)]
+    pub scenario: CommandKind,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandKind {
+    /// `POST /inventory/{sku}/stock` `{"quantity":1}` to a Zipf-chosen SKU (existing
+    /// aggregates: load, decide, append).
+    AddStock,
+    /// `POST /orders`: a new order aggregate per request (no load, append only).
+    CreateOrder,
+}
+
+#[derive(Debug, Serialize)]
+struct Config<'a> {
+    common: &'a Common,
+    commands: &'a CommandsArgs,
+}
+
+pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
+    let client = http_client(common.concurrency_limit)?;
+    require_ready(&client, &common.command_url).await?;
+    let mut picker = args.keys.picker(common.seed)?;
+    let started_at = Utc::now();
+    let result = open_loop::run(&common.schedule(), |_| {
+        let request = match args.scenario {
+            CommandKind::AddStock => {
+                add_stock(&client, &common.command_url, &picker.next_sku(), None)
+            }
+            CommandKind::CreateOrder => client
+                .post(format!("{}/orders", common.command_url))
+                .json(&json!({"customer_id": picker.next_uuid(), "currency": "EUR"})),
+        };
+        async move {
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    // Read the body so the connection goes back to the pool.
+                    match response.bytes().await {
+                        Ok(_) => Sample::status(status),
+                        Err(error) => Sample::error(error_chain(&error)),
+                    }
+                }
+                Err(error) => Sample::error(error_chain(&error)),
+            }
+        }
+    })
+    .await;
+
+    let summary = summary_line(args.scenario, &result);
+    Report {
+        scenario: "commands",
+        started_at,
+        smoke: common.smoke,
+        machine: Machine::current(),
+        config: Config {
+            common,
+            commands: args,
+        },
+        results: &result,
+        summary,
+        passed: None,
+    }
+    .emit(common.json.as_deref())?;
+    Ok(true)
+}
+
+fn summary_line(kind: CommandKind, result: &OpenLoopResult) -> String {
+    let name = match kind {
+        CommandKind::AddStock => "add-stock",
+        CommandKind::CreateOrder => "create-order",
+    };
+    format!(
+        "commands {name}: {} latency(from due time) {}",
+        open_loop_line(result),
+        percentiles(&result.latency)
+    )
+}
