@@ -725,7 +725,7 @@ impl Projector {
             let position = next
                 .entry((message.topic().to_owned(), message.partition()))
                 .or_default();
-            *position = (*position).max(message.offset());
+            *position = (*position).max(message.offset() + 1);
         }
         let mut list = TopicPartitionList::new();
         for ((topic, partition), offset) in &next {

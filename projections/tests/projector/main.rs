@@ -1,0 +1,12 @@
+//! Projectors against the real stack: commands go through the command API, the outbox
+//! relay publishes them to Kafka (Avro, schema registry), and projectors fold them into
+//! the read model. Every test has its own database (event store and `read_model` schema),
+//! its own topic prefix and its own consumer groups, so tests run in parallel.
+
+mod support;
+
+mod batching;
+mod happy_path;
+mod poison;
+mod redelivery;
+mod shutdown;
