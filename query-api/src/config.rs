@@ -5,7 +5,7 @@
 //! | `KEEL_HTTP_ADDR` | `127.0.0.1:8090` | listen address (port 0 picks a free port) |
 //! | `KEEL_HTTP_REQUEST_TIMEOUT_SECS` | `10` | a request still running after this is answered 503 |
 //! | `KEEL_SHUTDOWN_GRACE_SECS` | `20` | after SIGTERM/Ctrl-C, how long in-flight requests may drain |
-//! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the database holding schema `read_model` (secret: never logged) |
+//! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the database holding schema `read_model` and, for the audit trail, the event store (secret: never logged; also read by `keel-audit`) |
 //! | `KEEL_DB_MAX_CONNECTIONS` | `10` | connection pool size |
 //! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
 //! | `KEEL_READ_WAIT_TIMEOUT_MS` | `2000` | longest wait of a `?min_version=` read for the read model to catch up |

@@ -10,6 +10,11 @@
 //! | GET | `/stock` | `stock_levels` | `?limit=&cursor=`; by SKU |
 //! | GET | `/stock/{sku}` | `stock_levels` | `?min_version=`; `ETag` |
 //! | GET | `/projections` | `checkpoints`, `dead_letters` | per-projection progress, for operators |
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/events` | `public.events` | `?limit=&cursor=`; full history with metadata and hash |
+//! | GET | `/audit/events` | `public.events` | `?correlation_id=&event_type=&aggregate_type=&actor=&from=&to=&limit=&cursor=`; commit order |
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/state` | `public.events` | `?version=` or `?at=`; folded with the domain's `apply` |
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/verify` | `public.events` | hash chain of one stream |
+//! | GET | `/audit/verify` | `public.events` | `?limit=&cursor=`; hash chains of every stream, bounded per call |
 //! | GET | `/health/live`, `/health/ready` | — | ready = PostgreSQL answers and `read_model.checkpoints` exists |
 //! | GET | `/openapi.json` | — | the OpenAPI 3 document of every route |
 //!
@@ -19,6 +24,8 @@
 //! model did not reach in time (`not_yet_consistent`).
 //!
 //! - [`read_model`]: the SQL and the views it returns (which are the response bodies).
+//! - [`audit`]: the audit trail — reads of the event store itself (the only reads of the
+//!   write model), hash-chain verification, time travel. Also behind the `keel-audit` CLI.
 //! - [`changes`]: read-your-writes — one `LISTEN keel_read_model` task per process fanning
 //!   out to waiting requests, with a periodic re-read in case a notification is lost.
 //! - [`http`]: routes, extractors, keyset cursors ([`http::cursor`]), OpenAPI.
@@ -26,6 +33,7 @@
 //!   (0 in tests) so tests run the real service. [`config`], [`telemetry`]: typed settings
 //!   (the `KEEL_*` table) and logging.
 
+pub mod audit;
 pub mod changes;
 pub mod config;
 pub mod http;

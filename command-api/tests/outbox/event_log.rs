@@ -56,9 +56,18 @@ async fn an_event_that_commits_late_is_read_in_its_commit_order_not_skipped() {
     );
 
     slow.commit().await.expect("commit");
-    let read = read_after(&app.db, LogPosition::START, 100)
-        .await
-        .expect("read");
+    // The horizon is server-wide: a transaction of a test running beside this one may hold
+    // it back for a moment, so wait (bounded) for both events.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let read = loop {
+        let read = read_after(&app.db, LogPosition::START, 100)
+            .await
+            .expect("read");
+        if read.len() >= 2 || std::time::Instant::now() >= deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let ids: Vec<&str> = read.iter().map(|e| e.aggregate_id.as_str()).collect();
     assert_eq!(ids, ["late", "early"], "both, in transaction order");
     let last = read.last().expect("events").position;

@@ -3,7 +3,7 @@
 //! A cursor is the position of the last entry of a page (its sort key), base64url without
 //! padding, so the next page starts strictly after it however many rows were inserted in
 //! between: no entry is skipped or repeated because of them. Cursors carry a kind and
-//! format version (`o1`, `s1`) so a cursor of another listing, or of a future format, is
+//! format version (`o1`, `s1`, `h1`, `g1`, `v1`) so a cursor of another listing, or of a future format, is
 //! rejected as invalid rather than misread.
 
 use base64::Engine;
@@ -12,6 +12,7 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use super::problem::QueryError;
+use crate::audit::store::{LogPosition, StreamPosition};
 use crate::read_model::orders::CustomerOrderPosition;
 
 /// Page size when `limit` is absent.
@@ -21,6 +22,9 @@ pub const MAX_LIMIT: u32 = 200;
 
 const CUSTOMER_ORDER_KIND: &str = "o1";
 const SKU_KIND: &str = "s1";
+const SEQUENCE_KIND: &str = "h1";
+const LOG_POSITION_KIND: &str = "g1";
+const STREAM_POSITION_KIND: &str = "v1";
 
 /// A validated `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,95 @@ pub fn decode_sku(cursor: &str) -> Result<String, QueryError> {
     }
 }
 
+/// The cursor after `sequence` in a stream's history.
+pub fn encode_sequence(sequence: i64) -> String {
+    encode(&format!("{SEQUENCE_KIND}:{sequence}"))
+}
+
+/// The sequence a stream-history cursor names.
+///
+/// # Errors
+/// [`QueryError::InvalidParameter`] naming `cursor`.
+pub fn decode_sequence(cursor: &str) -> Result<i64, QueryError> {
+    let text = decode(cursor)?;
+    match text.split_once(':') {
+        Some((SEQUENCE_KIND, sequence)) => sequence
+            .parse::<i64>()
+            .ok()
+            .filter(|sequence| *sequence >= 1)
+            .ok_or_else(invalid),
+        _ => Err(invalid()),
+    }
+}
+
+/// The cursor after `position` in the global event log.
+pub fn encode_log_position(position: LogPosition) -> String {
+    encode(&format!(
+        "{LOG_POSITION_KIND}:{}:{}",
+        position.transaction_id, position.global_position
+    ))
+}
+
+/// The position a global-log cursor names.
+///
+/// # Errors
+/// [`QueryError::InvalidParameter`] naming `cursor`.
+pub fn decode_log_position(cursor: &str) -> Result<LogPosition, QueryError> {
+    let text = decode(cursor)?;
+    let mut parts = text.splitn(3, ':');
+    let (Some(LOG_POSITION_KIND), Some(transaction_id), Some(global_position)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    match (
+        transaction_id.parse::<i64>(),
+        global_position.parse::<i64>(),
+    ) {
+        (Ok(transaction_id), Ok(global_position)) if transaction_id >= 0 => Ok(LogPosition {
+            transaction_id,
+            global_position,
+        }),
+        _ => Err(invalid()),
+    }
+}
+
+/// The cursor after `position` in the store-wide verification (stream, then sequence).
+pub fn encode_stream_position(position: &StreamPosition) -> String {
+    encode(&format!(
+        "{STREAM_POSITION_KIND}:{}:{}:{}{}",
+        position.sequence,
+        position.aggregate_type.len(),
+        position.aggregate_type,
+        position.aggregate_id
+    ))
+}
+
+/// The position a verification cursor names.
+///
+/// # Errors
+/// [`QueryError::InvalidParameter`] naming `cursor`.
+pub fn decode_stream_position(cursor: &str) -> Result<StreamPosition, QueryError> {
+    let text = decode(cursor)?;
+    let mut parts = text.splitn(4, ':');
+    let (Some(STREAM_POSITION_KIND), Some(sequence), Some(type_len), Some(rest)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let sequence = sequence.parse::<i64>().map_err(|_| invalid())?;
+    let type_len = type_len.parse::<usize>().map_err(|_| invalid())?;
+    if type_len == 0 || type_len >= rest.len() || !rest.is_char_boundary(type_len) {
+        return Err(invalid());
+    }
+    let (aggregate_type, aggregate_id) = rest.split_at(type_len);
+    Ok(StreamPosition {
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+    })
+}
+
 fn encode(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
@@ -163,6 +256,39 @@ mod tests {
         ] {
             assert!(decode_customer_order(bad).is_err(), "{bad}");
             assert!(decode_sku(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_cursors_round_trip_and_reject_each_other() {
+        assert_eq!(decode_sequence(&encode_sequence(42)).unwrap(), 42);
+        let position = LogPosition {
+            transaction_id: 7_000_000_001,
+            global_position: 12,
+        };
+        assert_eq!(
+            decode_log_position(&encode_log_position(position)).unwrap(),
+            position
+        );
+        let stream = StreamPosition {
+            aggregate_type: "inventory".into(),
+            aggregate_id: "SKU:1:x".into(),
+            sequence: 9,
+        };
+        let cursor = encode_stream_position(&stream);
+        assert_eq!(decode_stream_position(&cursor).unwrap(), stream);
+
+        assert!(decode_sequence(&cursor).is_err());
+        assert!(decode_log_position(&encode_sequence(1)).is_err());
+        assert!(decode_stream_position(&encode_log_position(position)).is_err());
+        for bad in ["h1:0", "h1:x", "g1:1", "g1:-1:2", "v1:1:0:ab", "v1:1:5:ab"] {
+            let cursor = encode(bad);
+            assert!(
+                decode_sequence(&cursor).is_err()
+                    && decode_log_position(&cursor).is_err()
+                    && decode_stream_position(&cursor).is_err(),
+                "{bad}"
+            );
         }
     }
 

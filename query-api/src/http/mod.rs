@@ -4,6 +4,7 @@
 //! answer with `ETag: "<version>"` and accept `?min_version=` (read-your-writes, see
 //! [`crate::changes`]).
 
+pub mod audit;
 pub mod cursor;
 pub mod extract;
 pub mod health;
@@ -108,6 +109,11 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .routes(routes!(stock::list_stock))
         .routes(routes!(stock::get_stock))
         .routes(routes!(projections::get_projections))
+        .routes(routes!(audit::get_stream_events))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::get_stream_state))
+        .routes(routes!(audit::verify_stream))
+        .routes(routes!(audit::verify_store))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))

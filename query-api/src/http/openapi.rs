@@ -24,13 +24,16 @@ Read models are eventually consistent. For read-your-writes, pass the version a 
 returned as `min_version` to a single-aggregate read: the answer waits (bounded) until the \
 read model has reached that version, or is 503 `not_yet_consistent` with `Retry-After`. \
 Single-aggregate reads carry their version as `ETag`. Listings use keyset pagination: \
-follow `next_cursor` until it is `null`. Errors are `application/problem+json` with a \
-stable `code`."
+follow `next_cursor` until it is `null`. The audit routes read the event store itself: \
+histories, a filterable global log, past states, and verification of each stream's hash \
+chain. Errors are `application/problem+json` with a stable `code`."
     ),
     tags(
         (name = "orders", description = "Order views and each customer's orders"),
         (name = "payments", description = "Payments"),
         (name = "stock", description = "Stock levels per SKU"),
+        (name = "audit", description = "The audit trail over the event store itself: histories, \
+the global log, time travel, hash-chain verification"),
         (name = "operations", description = "Projection progress and dead letters"),
         (name = "health", description = "Liveness and readiness probes"),
     ),
@@ -59,13 +62,15 @@ pub fn document_query_conventions(openapi: &mut utoipa::openapi::OpenApi) {
             let waits = operation.parameters.iter().flatten().any(|parameter| {
                 matches!(parameter, RefOr::T(parameter) if parameter.name == "min_version")
             });
-            document_operation(operation, waits);
+            document_operation(operation, waits, path.starts_with("/audit/"));
         }
     }
 }
 
-fn document_operation(operation: &mut Operation, waits: bool) {
-    let unavailable = if waits {
+fn document_operation(operation: &mut Operation, waits: bool, audit: bool) {
+    let unavailable = if audit {
+        "The event store is unavailable (`service.unavailable`); `Retry-After` says when to retry"
+    } else if waits {
         "The read models are unavailable (`service.unavailable`), or the read model did not \
          reach `min_version` in time (`not_yet_consistent`, type \
          `urn:keel:problem:read-model-not-caught-up`, with `requested_version` and \

@@ -169,6 +169,10 @@ pub enum QueryError {
         /// How long the request waited.
         waited: Duration,
     },
+    /// The event store holds something this service cannot read (an event the domain does
+    /// not recognise, a stream with a hole): a 500 whose cause is logged, never shown.
+    #[error("unreadable event store content: {0}")]
+    Unreadable(String),
     /// The database failed.
     #[error("read-model database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -205,12 +209,15 @@ fn is_transient(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(error) => error.code().is_some_and(|code| {
             // 08: connection exception, 53: insufficient resources, 57: operator
             // intervention (shutdown, cancel), 40: rollback (serialization, deadlock),
-            // 3F000: schema missing, 42P01: table missing.
+            // 3F000: schema missing, 42P01: table missing, 42703: column missing (the
+            // owner — projector, or the command API for the event store — has not migrated
+            // its schema to what this build reads yet).
             ["08", "53", "57", "40"]
                 .iter()
                 .any(|class| code.starts_with(class))
                 || code == "3F000"
                 || code == "42P01"
+                || code == "42703"
         }),
         _ => false,
     }
@@ -252,6 +259,10 @@ impl IntoResponse for QueryError {
                 problem.requested_version = Some(requested);
                 problem.current_version = Some(current);
                 problem
+            }
+            Self::Unreadable(cause) => {
+                tracing::error!(cause = %cause, "event store content cannot be read");
+                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Database(error) if is_transient(&error) => {
                 tracing::error!(error = %error, "read-model database unavailable");

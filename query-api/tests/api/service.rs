@@ -37,6 +37,11 @@ async fn openapi_documents_every_route() {
         "/stock",
         "/stock/{sku}",
         "/projections",
+        "/audit/streams/{aggregate_type}/{aggregate_id}/events",
+        "/audit/streams/{aggregate_type}/{aggregate_id}/state",
+        "/audit/streams/{aggregate_type}/{aggregate_id}/verify",
+        "/audit/events",
+        "/audit/verify",
         "/health/live",
         "/health/ready",
         "/openapi.json",
@@ -59,7 +64,9 @@ async fn openapi_documents_every_route() {
             .replace("{order_id}", &Uuid::nil().to_string())
             .replace("{customer_id}", &Uuid::nil().to_string())
             .replace("{payment_id}", &Uuid::nil().to_string())
-            .replace("{sku}", "SKU-1");
+            .replace("{sku}", "SKU-1")
+            .replace("{aggregate_type}", "order")
+            .replace("{aggregate_id}", &Uuid::nil().to_string());
         let served = app.get(&concrete).await;
         assert_ne!(
             served.body["code"], "http.not_found",

@@ -1,0 +1,11 @@
+//! Integration tests of the audit trail: the real command API writes events into a fresh
+//! PostgreSQL database (created from `DATABASE_URL` / `KEEL_DATABASE_URL`, default the local
+//! stack, and migrated by the command API itself, hash chain included); the real query API
+//! reads them back through `/audit/…`; the `keel-audit` binary runs against the same
+//! database.
+
+mod helpers;
+mod history;
+mod log;
+mod state;
+mod verify;
