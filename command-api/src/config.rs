@@ -11,6 +11,12 @@
 //! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
 //! | `KEEL_INVENTORY_SNAPSHOT_EVERY` | `100` | inventory items are snapshotted every N events |
 //! | `KEEL_PAYMENT_GATEWAY` | `simulated` | payment gateway adapter (only `simulated` exists) |
+//! | `KEEL_GATEWAY_CALL_TIMEOUT_MS` | `2000` | upper bound on one payment-gateway call |
+//! | `KEEL_GATEWAY_MAX_RETRIES` | `2` | retries of a failed gateway call (transient failures only) |
+//! | `KEEL_GATEWAY_BACKOFF_BASE_MS` | `100` | first retry's backoff ceiling (doubles, full jitter) |
+//! | `KEEL_GATEWAY_BACKOFF_MAX_MS` | `2000` | largest backoff ceiling |
+//! | `KEEL_GATEWAY_BREAKER_THRESHOLD` | `5` | consecutive failed calls that open the circuit |
+//! | `KEEL_GATEWAY_BREAKER_OPEN_MS` | `30000` | how long the open circuit fails fast before a trial call |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 
@@ -20,6 +26,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
+
+use crate::gateway::GatewayGuardSettings;
 
 /// Everything the command API needs to start.
 #[derive(Debug, Clone)]
@@ -32,6 +40,8 @@ pub struct Settings {
     pub event_store: EventStoreSettings,
     /// Which payment gateway adapter to wire in.
     pub payment_gateway: PaymentGatewayKind,
+    /// Timeout, retries and circuit breaker around every payment-gateway call.
+    pub gateway_guard: GatewayGuardSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -185,6 +195,7 @@ impl Default for Settings {
                 inventory_snapshot_every: 100,
             },
             payment_gateway: PaymentGatewayKind::Simulated,
+            gateway_guard: GatewayGuardSettings::default(),
             log: LogSettings {
                 format: LogFormat::Json,
                 filter: "info".into(),
@@ -245,6 +256,25 @@ impl Settings {
                     });
                 }
             };
+        }
+        let guard = &mut settings.gateway_guard;
+        if let Some(ms) = env.positive("KEEL_GATEWAY_CALL_TIMEOUT_MS")? {
+            guard.call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(retries) = env.parsed("KEEL_GATEWAY_MAX_RETRIES")? {
+            guard.max_retries = retries;
+        }
+        if let Some(ms) = env.parsed("KEEL_GATEWAY_BACKOFF_BASE_MS")? {
+            guard.backoff_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = env.parsed("KEEL_GATEWAY_BACKOFF_MAX_MS")? {
+            guard.backoff_max = Duration::from_millis(ms);
+        }
+        if let Some(threshold) = env.positive("KEEL_GATEWAY_BREAKER_THRESHOLD")? {
+            guard.failure_threshold = threshold;
+        }
+        if let Some(ms) = env.positive("KEEL_GATEWAY_BREAKER_OPEN_MS")? {
+            guard.open_for = Duration::from_millis(ms);
         }
         if let Some(format) = lookup("KEEL_LOG_FORMAT") {
             settings.log.format = match format.as_str() {
@@ -322,7 +352,38 @@ mod tests {
         assert_eq!(s.database.max_connections, 10);
         assert_eq!(s.event_store.inventory_snapshot_every, 100);
         assert_eq!(s.payment_gateway, PaymentGatewayKind::Simulated);
+        assert_eq!(s.gateway_guard, GatewayGuardSettings::default());
         assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn gateway_guard_settings_come_from_the_environment() {
+        let s = settings(&[
+            ("KEEL_GATEWAY_CALL_TIMEOUT_MS", "750"),
+            ("KEEL_GATEWAY_MAX_RETRIES", "0"),
+            ("KEEL_GATEWAY_BACKOFF_BASE_MS", "10"),
+            ("KEEL_GATEWAY_BACKOFF_MAX_MS", "80"),
+            ("KEEL_GATEWAY_BREAKER_THRESHOLD", "3"),
+            ("KEEL_GATEWAY_BREAKER_OPEN_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.gateway_guard,
+            GatewayGuardSettings {
+                call_timeout: Duration::from_millis(750),
+                max_retries: 0,
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(80),
+                failure_threshold: 3,
+                open_for: Duration::from_millis(1500),
+            }
+        );
+        let err = settings(&[("KEEL_GATEWAY_BREAKER_THRESHOLD", "0")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("KEEL_GATEWAY_BREAKER_THRESHOLD:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! - [`outbox`]: the relay that publishes what the append transaction queued in `outbox`
 //!   to Kafka (binary `outbox-relay`); [`event_log`]: reading the store in global order
 //!   without skipping late commits. Design: `docs/adr/0002-outbox-and-global-position.md`.
+//! - [`saga`]: the order fulfilment process manager (binary `saga`): consumes order,
+//!   inventory and payment events and drives each placed order to confirmed, or compensates.
+//! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
 //! - [`config`], [`telemetry`], [`clock`], [`ids`]: typed settings, logging, and the
 //!   injected sources of time and ids.
 //!
@@ -18,9 +21,11 @@
 pub mod clock;
 pub mod config;
 pub mod event_log;
+pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod outbox;
+pub mod saga;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

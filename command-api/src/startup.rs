@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
+use crate::gateway::GuardedGateway;
 use crate::http::{self, AppState};
 use crate::ids::{IdSource, RandomIds};
 use crate::store::{AggregateStore, AppendHook};
@@ -52,11 +53,14 @@ impl std::fmt::Debug for Dependencies {
 }
 
 impl Dependencies {
-    /// Production wiring: system clock, UUIDv7 ids, the configured gateway.
+    /// Production wiring: system clock, UUIDv7 ids, the configured gateway behind a
+    /// [`GuardedGateway`] (timeout, retries with backoff and jitter, circuit breaker).
     pub fn from_settings(settings: &Settings) -> Self {
-        let payment_gateway: Arc<dyn PaymentGateway> = match settings.payment_gateway {
+        let adapter: Arc<dyn PaymentGateway> = match settings.payment_gateway {
             PaymentGatewayKind::Simulated => Arc::new(SimulatedPaymentGateway::new()),
         };
+        let payment_gateway: Arc<dyn PaymentGateway> =
+            Arc::new(GuardedGateway::new(adapter, settings.gateway_guard.clone()));
         Self {
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),

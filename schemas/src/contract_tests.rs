@@ -56,6 +56,13 @@ fn order_samples() -> Vec<OrderEvent> {
             customer_id: id(10),
             lines: vec![line("SKU-1", 2, 500), line("SKU-2", 1, 0)],
             total: eur(1000),
+            payment_method: Some("tok_visa".into()),
+        },
+        OrderEvent::OrderPlaced {
+            customer_id: id(10),
+            lines: vec![line("SKU-1", 1, 1)],
+            total: eur(1),
+            payment_method: None,
         },
         OrderEvent::OrderConfirmed {},
         OrderEvent::OrderCancelled {
@@ -380,6 +387,46 @@ fn an_older_writer_without_an_optional_field_is_read_by_the_current_schema() {
         event,
         OrderEvent::OrderShipped {
             tracking_reference: None
+        }
+    );
+}
+
+#[test]
+fn an_order_placed_written_before_payment_method_existed_reads_as_none() {
+    let reader = catalog().by_event_type("OrderPlaced").unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(reader.schema_json()).unwrap();
+    let fields = json["fields"].as_array_mut().unwrap();
+    assert_eq!(fields.last().unwrap()["name"], "payment_method");
+    fields.pop();
+    let writer = Schema::parse(&json).unwrap();
+    SchemaCompatibility::can_read(&writer, reader.schema()).unwrap();
+
+    let metadata = metadata_for(AggregateKind::Order, true);
+    let event = OrderEvent::OrderPlaced {
+        customer_id: id(10),
+        lines: vec![line("SKU-1", 2, 500)],
+        total: eur(1000),
+        payment_method: Some("dropped by the old writer".into()),
+    };
+    let apache_avro::types::Value::Record(mut old_fields) = event.to_avro(&metadata).unwrap()
+    else {
+        panic!("a record")
+    };
+    old_fields.pop();
+    let datum = GenericDatumWriter::builder(&writer)
+        .build()
+        .unwrap()
+        .write_value_to_vec(apache_avro::types::Value::Record(old_fields))
+        .unwrap();
+    let (_, decoded) =
+        decode_event_with_writer_schema::<OrderEvent>(&writer, reader, &datum).unwrap();
+    assert_eq!(
+        decoded,
+        OrderEvent::OrderPlaced {
+            customer_id: id(10),
+            lines: vec![line("SKU-1", 2, 500)],
+            total: eur(1000),
+            payment_method: None,
         }
     );
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 pub mod broker;
 pub mod platform;
+pub mod saga_harness;
 
 pub use broker::TestBroker;
 pub use platform::Platform;

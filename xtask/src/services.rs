@@ -48,6 +48,16 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[("KEEL_LOG_FORMAT", "pretty")],
     },
     PlatformService {
+        name: "saga",
+        package: "command-api",
+        binary: "saga",
+        http_port: None,
+        env: &[
+            ("KEEL_COMMAND_API_URL", "http://127.0.0.1:8080"),
+            ("KEEL_LOG_FORMAT", "pretty"),
+        ],
+    },
+    PlatformService {
         name: "projector",
         package: "projections",
         binary: "projections",

@@ -4,12 +4,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::{
-    AddOrderLine, CancelOrder, ChangeOrderLineQuantity, CreateOrder, OrderCommand, RemoveOrderLine,
-    ShipOrder,
+    AddOrderLine, CancelOrder, ChangeOrderLineQuantity, CreateOrder, OrderCommand, PlaceOrder,
+    RemoveOrderLine, ShipOrder,
 };
 use super::errors::OrderError;
 use super::events::{OrderEvent, OrderLine, order_total};
 use super::status::{OrderAction, OrderStatus};
+use crate::payment::MAX_PAYMENT_METHOD_CHARS;
 use crate::text::{is_valid_reason, is_valid_reference};
 use crate::{Currency, Money, Sku};
 
@@ -157,7 +158,12 @@ impl Order {
                 }
                 OrderEvent::OrderLineRemoved { sku }
             }
-            OrderCommand::PlaceOrder(_) => {
+            OrderCommand::PlaceOrder(PlaceOrder { payment_method }) => {
+                if let Some(token) = &payment_method
+                    && !is_valid_reference(token, MAX_PAYMENT_METHOD_CHARS)
+                {
+                    return Err(OrderError::InvalidPaymentMethod);
+                }
                 let state = self.for_action(OrderAction::Place)?;
                 if state.lines.is_empty() {
                     return Err(OrderError::EmptyOrder);
@@ -166,6 +172,7 @@ impl Order {
                     customer_id: state.customer_id,
                     total: state.ensure_total_fits(&state.lines)?,
                     lines: state.lines.clone(),
+                    payment_method,
                 }
             }
             OrderCommand::ConfirmOrder(_) => {

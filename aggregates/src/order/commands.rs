@@ -47,7 +47,15 @@ pub struct RemoveOrderLine {
 /// Submit a non-empty draft; its lines and total are frozen from now on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PlaceOrder {}
+pub struct PlaceOrder {
+    /// Gateway payment-method token the fulfilment saga authorizes the total with (never
+    /// card data); if present non-blank, at most
+    /// [`MAX_PAYMENT_METHOD_CHARS`](crate::payment::MAX_PAYMENT_METHOD_CHARS) characters,
+    /// without control characters. Optional: an order placed without one is cancelled by
+    /// the saga ("no payment method").
+    #[serde(default)]
+    pub payment_method: Option<String>,
+}
 
 /// Mark a placed order as ready to ship (stock reserved, payment authorized).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use super::status::{OrderAction, OrderStatus};
 /// | `order.amount_overflow` | Validation | a line or order total would overflow `i64` minor units |
 /// | `order.invalid_reason` | Validation | a cancellation reason is blank or longer than 500 characters |
 /// | `order.invalid_tracking_reference` | Validation | a tracking reference is blank, too long or has control characters |
+/// | `order.invalid_payment_method` | Validation | a payment-method token is blank, too long or has control characters |
 /// | `order.not_found` | NotFound | the order was never created |
 /// | `order.line_not_found` | NotFound | the order has no line for that SKU |
 /// | `order.already_exists` | InvalidState | creating an order that exists |
@@ -50,6 +51,11 @@ pub enum OrderError {
         "tracking reference must be non-blank, at most 100 characters, without control characters"
     )]
     InvalidTrackingReference,
+    /// The payment-method token is blank, too long or contains control characters.
+    #[error(
+        "payment method must be a non-blank token of at most 200 characters, without control characters"
+    )]
+    InvalidPaymentMethod,
     /// The order does not exist.
     #[error("order not found")]
     NotFound,
@@ -97,6 +103,7 @@ impl DomainError for OrderError {
             Self::AmountOverflow => "order.amount_overflow",
             Self::InvalidReason => "order.invalid_reason",
             Self::InvalidTrackingReference => "order.invalid_tracking_reference",
+            Self::InvalidPaymentMethod => "order.invalid_payment_method",
             Self::NotFound => "order.not_found",
             Self::LineNotFound { .. } => "order.line_not_found",
             Self::AlreadyExists => "order.already_exists",
@@ -115,7 +122,8 @@ impl DomainError for OrderError {
             | Self::CurrencyMismatch { .. }
             | Self::AmountOverflow
             | Self::InvalidReason
-            | Self::InvalidTrackingReference => ErrorCategory::Validation,
+            | Self::InvalidTrackingReference
+            | Self::InvalidPaymentMethod => ErrorCategory::Validation,
             Self::NotFound | Self::LineNotFound { .. } => ErrorCategory::NotFound,
             Self::AlreadyExists
             | Self::InvalidTransition { .. }

@@ -53,8 +53,16 @@ domain_events! {
         /// The draft line for `sku` was removed.
         OrderLineRemoved { sku: Sku },
         /// The order was submitted with these `lines` (in the order they were added); `total`
-        /// is their sum. Carries the customer so fulfilment needs no other read.
-        OrderPlaced { customer_id: Uuid, lines: Vec<OrderLine>, total: Money },
+        /// is their sum. Carries the customer and the payment-method token (if the customer
+        /// gave one) so fulfilment needs no other read. Events stored before the token
+        /// existed read as `None`.
+        OrderPlaced {
+            customer_id: Uuid,
+            lines: Vec<OrderLine>,
+            total: Money,
+            #[serde(default)]
+            payment_method: Option<String>,
+        },
         /// Stock and payment are secured.
         OrderConfirmed {},
         /// The order was abandoned before shipping.

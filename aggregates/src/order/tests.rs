@@ -54,6 +54,7 @@ fn placed(lines: Vec<OrderLine>, total: i64) -> OrderEvent {
         customer_id: customer(),
         lines,
         total: Money::new(total, eur()),
+        payment_method: None,
     }
 }
 
@@ -103,7 +104,7 @@ fn command_for(action: OrderAction) -> OrderCommand {
         }
         .into(),
         OrderAction::RemoveLine => RemoveOrderLine { sku: sku("SKU-1") }.into(),
-        OrderAction::Place => PlaceOrder {}.into(),
+        OrderAction::Place => PlaceOrder::default().into(),
         OrderAction::Confirm => ConfirmOrder {}.into(),
         OrderAction::Cancel => CancelOrder {
             reason: "customer request".into(),
@@ -452,7 +453,7 @@ async fn place_order_freezes_lines_and_total() {
                 quantity: 4,
             },
         ],
-        PlaceOrder {},
+        PlaceOrder::default(),
         vec![placed(
             vec![line("SKU-1", 4, 500), line("SKU-2", 3, 199)],
             2597,
@@ -462,8 +463,50 @@ async fn place_order_freezes_lines_and_total() {
 }
 
 #[tokio::test]
+async fn place_order_carries_the_payment_method() {
+    let mut expected = placed(vec![line("SKU-1", 2, 500)], 1000);
+    if let OrderEvent::OrderPlaced { payment_method, .. } = &mut expected {
+        *payment_method = Some("tok_visa".into());
+    }
+    expect_events(
+        vec![created(), line_added("SKU-1", 2, 500)],
+        PlaceOrder {
+            payment_method: Some("tok_visa".into()),
+        },
+        vec![expected],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn place_order_rejects_invalid_payment_method() {
+    for token in ["", "   ", "tok\nvisa", &"x".repeat(201)] {
+        expect_error(
+            vec![created(), line_added("SKU-1", 2, 500)],
+            PlaceOrder {
+                payment_method: Some(token.to_owned()),
+            },
+            OrderError::InvalidPaymentMethod,
+        )
+        .await;
+    }
+}
+
+#[test]
+fn order_placed_without_payment_method_still_deserializes() {
+    let stored = r#"{"OrderPlaced":{"customer_id":"00000000-0000-0000-0000-000000c0ffee","lines":[],"total":{"amount_minor":0,"currency":"EUR"}}}"#;
+    let event: OrderEvent = serde_json::from_str(stored).unwrap();
+    assert_eq!(event, placed(vec![], 0));
+}
+
+#[tokio::test]
 async fn place_order_rejects_empty_order() {
-    expect_error(vec![created()], PlaceOrder {}, OrderError::EmptyOrder).await;
+    expect_error(
+        vec![created()],
+        PlaceOrder::default(),
+        OrderError::EmptyOrder,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -474,7 +517,7 @@ async fn place_order_rejects_emptied_order() {
             line_added("SKU-1", 2, 500),
             OrderEvent::OrderLineRemoved { sku: sku("SKU-1") },
         ],
-        PlaceOrder {},
+        PlaceOrder::default(),
         OrderError::EmptyOrder,
     )
     .await;
@@ -482,7 +525,7 @@ async fn place_order_rejects_emptied_order() {
 
 #[tokio::test]
 async fn place_order_rejects_unknown_order() {
-    expect_error(vec![], PlaceOrder {}, OrderError::NotFound).await;
+    expect_error(vec![], PlaceOrder::default(), OrderError::NotFound).await;
 }
 
 #[tokio::test]
@@ -803,6 +846,11 @@ fn error_codes_and_categories() {
             "order.invalid_tracking_reference",
             Validation,
         ),
+        (
+            OrderError::InvalidPaymentMethod,
+            "order.invalid_payment_method",
+            Validation,
+        ),
         (OrderError::NotFound, "order.not_found", NotFound),
         (
             OrderError::LineNotFound { sku: sku("A") },
@@ -867,7 +915,7 @@ fn arbitrary_line_command() -> impl Strategy<Value = OrderCommand> {
         3 => (sku.clone(), 0u32..=10)
             .prop_map(|(sku, quantity)| ChangeOrderLineQuantity { sku, quantity }.into()),
         2 => sku.prop_map(|sku| RemoveOrderLine { sku }.into()),
-        1 => Just(PlaceOrder {}.into()),
+        1 => Just(PlaceOrder::default().into()),
     ]
 }
 

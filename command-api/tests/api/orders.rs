@@ -160,6 +160,47 @@ async fn an_order_goes_through_its_whole_lifecycle() {
     );
     let placed = &app.events_of("order", &order_id).await[5];
     assert_eq!(placed.payload["OrderPlaced"]["total"]["amount_minor"], 6250);
+    assert_eq!(placed.payload["OrderPlaced"]["payment_method"], Value::Null);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placing_records_the_payment_method_for_fulfilment() {
+    let app = spawn_app().await;
+    let order_id = app.order_with_line("SKU-1").await;
+    let before = app.event_count().await;
+
+    for (body, pointer) in [
+        (json!({"payment_method": 42}), "/payment_method"),
+        (
+            json!({"payment_method": "tok_visa", "card": "4242"}),
+            "/card",
+        ),
+    ] {
+        let response = app.post(&format!("/orders/{order_id}/place"), body).await;
+        let problem = response.assert_problem(422, "request.invalid_body");
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+    app.post(
+        &format!("/orders/{order_id}/place"),
+        json!({"payment_method": "  "}),
+    )
+    .await
+    .assert_problem(422, "order.invalid_payment_method");
+    assert_eq!(app.event_count().await, before, "rejections write nothing");
+
+    let placed = app
+        .post(
+            &format!("/orders/{order_id}/place"),
+            json!({"payment_method": "tok_visa"}),
+        )
+        .await;
+    placed.assert_accepted(200, 3);
+    let stored = app.events_of("order", &order_id).await;
+    assert_eq!(
+        stored[2].payload["OrderPlaced"]["payment_method"],
+        "tok_visa"
+    );
     app.finish().await;
 }
 

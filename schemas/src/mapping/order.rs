@@ -30,6 +30,7 @@ impl AvroEvent for OrderEvent {
                 customer_id,
                 lines,
                 total,
+                payment_method,
             } => vec![
                 ("customer_id", uuid(*customer_id)),
                 (
@@ -37,6 +38,7 @@ impl AvroEvent for OrderEvent {
                     Value::Array(lines.iter().map(order_line).collect()),
                 ),
                 ("total", money(*total)),
+                ("payment_method", optional_string(payment_method.as_deref())),
             ],
             Self::OrderConfirmed {} | Self::OrderDelivered {} => vec![],
             Self::OrderCancelled { reason } => vec![("reason", string(reason))],
@@ -74,6 +76,7 @@ fn decode(event_type: &str, f: &mut Fields) -> Result<OrderEvent, MappingError> 
             customer_id: f.uuid("customer_id")?,
             lines: f.order_lines("lines")?,
             total: f.money("total")?,
+            payment_method: f.optional_string("payment_method")?,
         },
         "OrderConfirmed" => OrderEvent::OrderConfirmed {},
         "OrderCancelled" => OrderEvent::OrderCancelled {

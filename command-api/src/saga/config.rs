@@ -1,0 +1,260 @@
+//! Saga settings: defaults overridden by `KEEL_*` environment variables.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the event store database (saga tables live there) |
+//! | `KEEL_KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
+//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081` | Confluent-compatible registry |
+//! | `KEEL_TOPIC_PREFIX` | `keel.` | event topics are `<prefix>order|payment|inventory` |
+//! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics created if missing |
+//! | `KEEL_SAGA_GROUP_ID` | `keel-saga` | the saga's own consumer group |
+//! | `KEEL_SAGA_START_FROM` | `earliest` | where a new group starts: `earliest` or `latest` |
+//! | `KEEL_COMMAND_API_URL` | `http://127.0.0.1:8080` | where commands are sent |
+//! | `KEEL_SAGA_STEP_TIMEOUT_MS` | `30000` | reservation and authorization deadline |
+//! | `KEEL_SAGA_POLL_MS` | `200` | how often due commands and deadlines are checked |
+//! | `KEEL_SAGA_RETRY_BASE_MS` | `200` | first retry's backoff ceiling for a command (doubles, full jitter) |
+//! | `KEEL_SAGA_RETRY_MAX_MS` | `5000` | largest retry backoff ceiling |
+//! | `KEEL_SAGA_HTTP_TIMEOUT_MS` | `15000` | upper bound on one command request |
+//! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
+
+use std::env;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// Settings of one saga process.
+#[derive(Clone)]
+pub struct SagaConfig {
+    /// Database with the saga tables (holds the password; never logged).
+    pub database: PgConnectOptions,
+    /// Bootstrap servers.
+    pub kafka_brokers: String,
+    /// Registry URL.
+    pub schema_registry_url: String,
+    /// Topic prefix.
+    pub topic_prefix: String,
+    /// Partitions of topics the saga creates if they are missing.
+    pub topic_partitions: i32,
+    /// Consumer group.
+    pub group_id: String,
+    /// `auto.offset.reset` of a new group.
+    pub start_from: StartFrom,
+    /// Command API base URL.
+    pub command_api_url: String,
+    /// Deadline of the reservation and the authorization step.
+    pub step_timeout: Duration,
+    /// Dispatcher and deadline sweep period.
+    pub poll_interval: Duration,
+    /// Backoff ceiling of a command's first retry.
+    pub retry_base: Duration,
+    /// Largest backoff ceiling.
+    pub retry_max: Duration,
+    /// Upper bound on one command request.
+    pub http_timeout: Duration,
+    /// Consumer group session timeout.
+    pub session_timeout: Duration,
+}
+
+/// Where a consumer group without committed offsets starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The beginning of each topic.
+    Earliest,
+    /// Only new events.
+    Latest,
+}
+
+impl StartFrom {
+    /// librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
+impl std::fmt::Debug for SagaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaConfig")
+            .field("database", &"<redacted>")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("schema_registry_url", &self.schema_registry_url)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("group_id", &self.group_id)
+            .field("start_from", &self.start_from)
+            .field("command_api_url", &self.command_api_url)
+            .field("step_timeout", &self.step_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("retry_base", &self.retry_base)
+            .field("retry_max", &self.retry_max)
+            .field("http_timeout", &self.http_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .finish()
+    }
+}
+
+/// A setting does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {reason}")]
+pub struct SagaConfigError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SagaConfig {
+    /// Defaults for the local stack, on `database`.
+    pub fn new(database: PgConnectOptions) -> Self {
+        Self {
+            database,
+            kafka_brokers: "127.0.0.1:9092".into(),
+            schema_registry_url: "http://127.0.0.1:8081".into(),
+            topic_prefix: schemas::DEFAULT_TOPIC_PREFIX.into(),
+            topic_partitions: 8,
+            group_id: "keel-saga".into(),
+            start_from: StartFrom::Earliest,
+            command_api_url: "http://127.0.0.1:8080".into(),
+            step_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(200),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(15),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Defaults overridden by the process environment.
+    ///
+    /// # Errors
+    /// [`SagaConfigError`] naming the first variable that does not parse.
+    pub fn from_env() -> Result<Self, SagaConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Defaults overridden by `lookup`.
+    ///
+    /// # Errors
+    /// [`SagaConfigError`] naming the first variable that does not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SagaConfigError> {
+        let url = lookup("KEEL_DATABASE_URL")
+            .unwrap_or_else(|| crate::config::DEFAULT_DATABASE_URL.into());
+        let invalid = || SagaConfigError {
+            var: "KEEL_DATABASE_URL",
+            reason: "not a valid postgres:// URL".into(),
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid());
+        }
+        let database = PgConnectOptions::from_str(&url).map_err(|_| invalid())?;
+        let mut config = Self::new(database);
+        let text = |var: &str, target: &mut String| {
+            if let Some(value) = lookup(var) {
+                *target = value;
+            }
+        };
+        text("KEEL_KAFKA_BROKERS", &mut config.kafka_brokers);
+        text("KEEL_SCHEMA_REGISTRY_URL", &mut config.schema_registry_url);
+        text("KEEL_TOPIC_PREFIX", &mut config.topic_prefix);
+        text("KEEL_SAGA_GROUP_ID", &mut config.group_id);
+        text("KEEL_COMMAND_API_URL", &mut config.command_api_url);
+        let number = |var: &'static str| -> Result<Option<u64>, SagaConfigError> {
+            lookup(var)
+                .map(|value| {
+                    value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| SagaConfigError {
+                            var,
+                            reason: format!("{value:?} is not a positive number"),
+                        })
+                })
+                .transpose()
+        };
+        let millis = |var, target: &mut Duration| -> Result<(), SagaConfigError> {
+            if let Some(ms) = number(var)? {
+                *target = Duration::from_millis(ms);
+            }
+            Ok(())
+        };
+        if let Some(partitions) = number("KEEL_TOPIC_PARTITIONS")? {
+            config.topic_partitions = i32::try_from(partitions).map_err(|_| SagaConfigError {
+                var: "KEEL_TOPIC_PARTITIONS",
+                reason: "too large".into(),
+            })?;
+        }
+        millis("KEEL_SAGA_STEP_TIMEOUT_MS", &mut config.step_timeout)?;
+        millis("KEEL_SAGA_POLL_MS", &mut config.poll_interval)?;
+        millis("KEEL_SAGA_RETRY_BASE_MS", &mut config.retry_base)?;
+        millis("KEEL_SAGA_RETRY_MAX_MS", &mut config.retry_max)?;
+        millis("KEEL_SAGA_HTTP_TIMEOUT_MS", &mut config.http_timeout)?;
+        millis("KEEL_KAFKA_SESSION_TIMEOUT_MS", &mut config.session_timeout)?;
+        if let Some(start) = lookup("KEEL_SAGA_START_FROM") {
+            config.start_from = match start.as_str() {
+                "earliest" => StartFrom::Earliest,
+                "latest" => StartFrom::Latest,
+                other => {
+                    return Err(SagaConfigError {
+                        var: "KEEL_SAGA_START_FROM",
+                        reason: format!("{other:?}; expected earliest or latest"),
+                    });
+                }
+            };
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<SagaConfig, SagaConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        SagaConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.group_id, "keel-saga");
+        assert_eq!(defaults.command_api_url, "http://127.0.0.1:8080");
+        assert_eq!(defaults.start_from, StartFrom::Earliest);
+
+        let custom = config(&[
+            ("KEEL_COMMAND_API_URL", "http://api:9000"),
+            ("KEEL_SAGA_GROUP_ID", "saga-2"),
+            ("KEEL_SAGA_STEP_TIMEOUT_MS", "1500"),
+            ("KEEL_SAGA_START_FROM", "latest"),
+            ("KEEL_TOPIC_PREFIX", "dev."),
+        ])
+        .unwrap();
+        assert_eq!(custom.command_api_url, "http://api:9000");
+        assert_eq!(custom.group_id, "saga-2");
+        assert_eq!(custom.step_timeout, Duration::from_millis(1500));
+        assert_eq!(custom.start_from, StartFrom::Latest);
+        assert_eq!(custom.topic_prefix, "dev.");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_hide_secrets() {
+        let err = config(&[("KEEL_SAGA_STEP_TIMEOUT_MS", "0")]).unwrap_err();
+        assert_eq!(err.var, "KEEL_SAGA_STEP_TIMEOUT_MS");
+        let err = config(&[("KEEL_SAGA_START_FROM", "middle")]).unwrap_err();
+        assert_eq!(err.var, "KEEL_SAGA_START_FROM");
+        let err = config(&[("KEEL_DATABASE_URL", "mysql://root:hunter2@x")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+        let shown = format!("{:?}", config(&[]).unwrap());
+        assert!(!shown.contains("keel:keel"), "{shown}");
+    }
+}

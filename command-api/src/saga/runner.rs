@@ -1,0 +1,468 @@
+//! The saga process: a Kafka consumer that turns events into transitions, and a dispatcher
+//! that sends the decided commands and sweeps deadlines. Both run in [`SagaRunner::run`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use rand::Rng;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use schemas::AggregateKind;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+use uuid::Uuid;
+
+use super::client::{CommandClient, Delivery};
+use super::config::SagaConfig;
+use super::decode::{DecodeError, EventDecoder, Route, is_replay, route};
+use super::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
+use super::store::{self, Checkpoint, Lock, SagaKey, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::outbox::{RelayError, ensure_topics};
+
+/// Sagas handled per dispatcher round and per deadline sweep.
+const ROUND_LIMIT: i64 = 100;
+/// Pause before retrying a message after a database or registry outage.
+const OUTAGE_RETRY: Duration = Duration::from_millis(500);
+
+/// A test seam: called before each command is sent, and awaited. Production runs without
+/// one; tests use it to stop the saga between two steps.
+pub trait DispatchHook: Send + Sync + fmt::Debug {
+    /// About to send `command` for the saga of `order_id`.
+    fn before_dispatch<'a>(&'a self, order_id: Uuid, command: &'a SagaCommand)
+    -> BoxFuture<'a, ()>;
+}
+
+/// The saga could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Kafka client creation or subscription failed.
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    /// Topics are missing and could not be created.
+    #[error(transparent)]
+    Topics(#[from] RelayError),
+    /// The registry client could not be built.
+    #[error("schema registry client: {0}")]
+    Registry(#[from] schema_registry_converter::error::SRCError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Handling a message failed in a way that waiting may cure.
+#[derive(Debug, thiserror::Error)]
+enum Outage {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Registry(DecodeError),
+}
+
+struct SagaContext;
+
+impl ClientContext for SagaContext {}
+
+impl ConsumerContext for SagaContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            commit_stored_offsets(consumer);
+        }
+    }
+}
+
+fn commit_stored_offsets<C: ConsumerContext>(consumer: &impl Consumer<C>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => warn!(%error, "committing saga offsets failed"),
+    }
+}
+
+/// One saga process. Several may run in one consumer group: every transition happens
+/// under the saga's row lock and every event passes its aggregate's checkpoint.
+pub struct SagaRunner {
+    config: SagaConfig,
+    pool: PgPool,
+    consumer: StreamConsumer<SagaContext>,
+    decoder: EventDecoder,
+    client: CommandClient,
+    clock: Arc<dyn Clock>,
+    hook: Option<Arc<dyn DispatchHook>>,
+    wake: Notify,
+}
+
+impl fmt::Debug for SagaRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaRunner")
+            .field("config", &self.config)
+            .field("hook", &self.hook)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SagaRunner {
+    /// Creates missing topics and subscribes the saga's consumer group to the order,
+    /// payment and inventory topics. The saga tables must exist (command-api migrations).
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub async fn start(
+        config: SagaConfig,
+        pool: PgPool,
+        hook: Option<Arc<dyn DispatchHook>>,
+    ) -> Result<Self, StartError> {
+        let topics = ensure_topics(
+            &config.kafka_brokers,
+            &config.topic_prefix,
+            config.topic_partitions,
+        )
+        .await?;
+        let consumer: StreamConsumer<SagaContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka_brokers)
+            .set("group.id", &config.group_id)
+            .set("client.id", "keel-saga")
+            .set("auto.offset.reset", config.start_from.as_str())
+            // Offsets are stored by hand once the transition is committed.
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout.as_millis() / 3)
+                    .max(100)
+                    .to_string(),
+            )
+            .set("socket.connection.setup.timeout.ms", "5000")
+            .create_with_context(SagaContext)?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs)?;
+        let kinds: HashMap<String, AggregateKind> = AggregateKind::ALL
+            .iter()
+            .map(|kind| (kind.topic(&config.topic_prefix), *kind))
+            .collect();
+        let decoder = EventDecoder::new(&config.schema_registry_url, kinds)?;
+        let client = CommandClient::new(&config.command_api_url, config.http_timeout)?;
+        info!(group_id = %config.group_id, ?topics, command_api = %config.command_api_url, "saga subscribed");
+        Ok(Self {
+            config,
+            pool,
+            consumer,
+            decoder,
+            client,
+            clock: Arc::new(SystemClock),
+            hook,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Replaces the clock (deadlines are computed from it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Consumes and dispatches until `shutdown`, then commits the offsets of what was
+    /// applied and leaves the group.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = info_span!("saga", group_id = %self.config.group_id);
+        async {
+            tokio::join!(self.consume(&shutdown), self.dispatch(&shutdown));
+            info!("stopping: committing the offsets of applied events");
+            commit_stored_offsets(&self.consumer);
+            self.consumer.unsubscribe();
+            let consumer = self.consumer;
+            // Closing leaves the group; librdkafka may block meanwhile.
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+            info!("saga stopped");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) {
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                received = self.consumer.recv() => received,
+            };
+            let message = match received {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    warn!(%error, "consumer error");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                    }
+                }
+            };
+            loop {
+                match self.handle_message(&message).await {
+                    Ok(()) => break,
+                    Err(outage) => {
+                        warn!(error = %outage, topic = message.topic(), offset = message.offset(), "saga cannot handle an event yet; retrying");
+                        self.decoder.forget_failures();
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(OUTAGE_RETRY) => {}
+                        }
+                    }
+                }
+            }
+            self.store_offset(&message);
+        }
+    }
+
+    fn store_offset(&self, message: &OwnedMessage) {
+        let mut list = TopicPartitionList::new();
+        let stored = list
+            .add_partition_offset(
+                message.topic(),
+                message.partition(),
+                Offset::Offset(message.offset() + 1),
+            )
+            .and_then(|()| self.consumer.store_offsets(&list));
+        if let Err(error) = stored {
+            // A partition revoked meanwhile: its next owner re-reads from the committed
+            // offset, and the checkpoints make that harmless.
+            debug!(%error, "offset not stored");
+        }
+    }
+
+    /// One event: checkpoint, transition, queued commands — one transaction.
+    async fn handle_message(&self, message: &OwnedMessage) -> Result<(), Outage> {
+        if is_replay(message) {
+            debug!(
+                topic = message.topic(),
+                offset = message.offset(),
+                "replayed event ignored"
+            );
+            return Ok(());
+        }
+        let (metadata, event) = match self.decoder.decode(message).await {
+            Ok(decoded) => decoded,
+            Err(error) if error.is_transient() => return Err(Outage::Registry(error)),
+            Err(error) => {
+                // The projectors dead-letter poison; the saga only needs to not act on it.
+                error!(%error, topic = message.topic(), offset = message.offset(), "undecodable event skipped by the saga");
+                return Ok(());
+            }
+        };
+        let event_type = event.event_type();
+        let sequence = i64::try_from(metadata.sequence).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        match store::admit(
+            &mut tx,
+            &metadata.aggregate_type,
+            &metadata.aggregate_id,
+            sequence,
+        )
+        .await?
+        {
+            Checkpoint::Apply => {}
+            Checkpoint::Duplicate => {
+                debug!(aggregate_id = %metadata.aggregate_id, sequence, "redelivered event skipped");
+                return Ok(());
+            }
+            Checkpoint::Gap { last } => {
+                warn!(aggregate_id = %metadata.aggregate_id, sequence, last, "event ahead of the checkpoint skipped until the missing ones arrive");
+                return Ok(());
+            }
+        }
+        let now = self.clock.now();
+        let step_timeout = self.config.step_timeout;
+        let mut queued = false;
+        match route(&metadata, event) {
+            Route::Ignore => {}
+            Route::Start(placed) => {
+                let (saga, decision) = Fulfilment::start(placed, now, step_timeout);
+                if store::insert_saga(&mut tx, &saga).await? {
+                    store::record_processed(&mut tx, metadata.event_id, saga.order_id, event_type)
+                        .await?;
+                    store::queue_commands(&mut tx, saga.order_id, &decision).await?;
+                    queued = !decision.commands.is_empty();
+                    info!(order_id = %saga.order_id, correlation_id = %saga.correlation_id, status = %saga.status, reason = saga.reason.as_deref(), "fulfilment started");
+                }
+            }
+            Route::Feed { key, event } => {
+                if let Some(mut saga) = store::lock_saga(&mut tx, key, Lock::Wait).await?
+                    && store::record_processed(
+                        &mut tx,
+                        metadata.event_id,
+                        saga.order_id,
+                        event_type,
+                    )
+                    .await?
+                {
+                    let before = saga.status;
+                    let decision = saga.handle(
+                        Input::Event {
+                            event_id: metadata.event_id,
+                            event,
+                        },
+                        now,
+                        step_timeout,
+                    );
+                    store::save_saga(&mut tx, &saga).await?;
+                    store::queue_commands(&mut tx, saga.order_id, &decision).await?;
+                    queued = !decision.commands.is_empty();
+                    log_transition(&saga, before, event_type);
+                }
+            }
+        }
+        tx.commit().await?;
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn dispatch(&self, shutdown: &CancellationToken) {
+        loop {
+            if let Err(error) = self.sweep_deadlines().await {
+                warn!(%error, "deadline sweep failed");
+            }
+            if let Err(error) = self.dispatch_due().await {
+                warn!(%error, "dispatching saga commands failed");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn sweep_deadlines(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for order_id in store::sagas_past_deadline(&self.pool, now, ROUND_LIMIT).await? {
+            let mut tx = self.pool.begin().await?;
+            let Some(mut saga) =
+                store::lock_saga(&mut tx, SagaKey::Order(order_id), Lock::SkipLocked).await?
+            else {
+                continue;
+            };
+            if saga.deadline.is_none_or(|deadline| deadline > now) {
+                continue;
+            }
+            let last_error = store::last_pending_error(&mut tx, order_id).await?;
+            let before = saga.status;
+            let decision = saga.handle(
+                Input::DeadlinePassed { last_error },
+                now,
+                self.config.step_timeout,
+            );
+            store::save_saga(&mut tx, &saga).await?;
+            store::queue_commands(&mut tx, order_id, &decision).await?;
+            tx.commit().await?;
+            log_transition(&saga, before, "deadline");
+        }
+        Ok(())
+    }
+
+    async fn dispatch_due(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for order_id in store::sagas_with_due_commands(&self.pool, now, ROUND_LIMIT).await? {
+            self.dispatch_saga(order_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a saga's due commands in order, under its row lock: no other transition of
+    /// this saga can interleave, so a command superseded by compensation is never sent.
+    async fn dispatch_saga(&self, order_id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(mut saga) =
+            store::lock_saga(&mut tx, SagaKey::Order(order_id), Lock::SkipLocked).await?
+        else {
+            return Ok(());
+        };
+        while let Some(queued) = store::next_pending(&mut tx, order_id).await? {
+            let now = self.clock.now();
+            if queued.next_attempt_at > now {
+                break;
+            }
+            if let Some(hook) = &self.hook {
+                hook.before_dispatch(order_id, &queued.command).await;
+            }
+            let step = queued.command.step();
+            match self.client.send(&saga, &queued).await {
+                Delivery::Accepted => {
+                    debug!(%order_id, step, "command accepted");
+                    store::mark_accepted(&mut tx, queued.id).await?;
+                }
+                Delivery::Rejected { code } => {
+                    info!(%order_id, step, code, "command refused");
+                    store::mark_rejected(&mut tx, queued.id, &code).await?;
+                    let before = saga.status;
+                    let decision = saga.handle(
+                        Input::Rejected {
+                            command: queued.command,
+                            code,
+                        },
+                        now,
+                        self.config.step_timeout,
+                    );
+                    store::save_saga(&mut tx, &saga).await?;
+                    store::queue_commands(&mut tx, order_id, &decision).await?;
+                    log_transition(&saga, before, "refusal");
+                }
+                Delivery::Transient { error } => {
+                    let delay = self.retry_delay(queued.attempts);
+                    warn!(%order_id, step, error, attempts = queued.attempts + 1, retry_in_ms = delay.as_millis(), "command not answered; will retry");
+                    store::mark_retry(&mut tx, queued.id, later(now, delay), &error).await?;
+                    break;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Exponential backoff with full jitter, never below one poll interval.
+    fn retry_delay(&self, attempts: i32) -> Duration {
+        let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+        let ceiling = self
+            .config
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.config.retry_max);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis)).max(self.config.poll_interval)
+    }
+}
+
+fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
+}
+
+fn log_transition(saga: &Fulfilment, before: SagaStatus, cause: &str) {
+    if saga.status != before {
+        info!(
+            order_id = %saga.order_id,
+            correlation_id = %saga.correlation_id,
+            from = %before,
+            to = %saga.status,
+            cause,
+            reason = saga.reason.as_deref(),
+            "fulfilment moved"
+        );
+    }
+}

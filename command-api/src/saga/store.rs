@@ -1,0 +1,356 @@
+//! The saga's tables (migration 0020): instances, the commands they decided, per-aggregate
+//! checkpoints and processed events. Every function takes the caller's transaction, so a
+//! state change, the commands it decided and the checkpoint that admitted its event commit
+//! together or not at all.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use super::machine::{Decision, Fulfilment, SagaCommand};
+
+/// A saga table could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("saga store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored saga or command does not deserialize (a bug or a manual edit).
+    #[error("saga store holds unreadable data: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Whether an event is the next one of its aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// It is (or the aggregate was never seen): act on it; the checkpoint has advanced.
+    Apply,
+    /// Already consumed: a redelivery.
+    Duplicate,
+    /// An earlier event is missing; the at-least-once redelivery brings it again in order.
+    Gap {
+        /// The checkpoint.
+        last: i64,
+    },
+}
+
+/// Admits `sequence` of an aggregate: advances the checkpoint if it is the next one. The
+/// checkpoint row stays locked until the transaction ends, so two saga instances never act
+/// on the same aggregate's events concurrently.
+///
+/// An aggregate without a checkpoint admits any sequence: a saga deployed onto existing
+/// topics (or reading from the latest offset) must not wait forever for events it will
+/// never see.
+pub async fn admit(
+    tx: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<Checkpoint, StoreError> {
+    loop {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT last_sequence FROM saga_checkpoints \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(last) = last else {
+            let inserted = sqlx::query(
+                "INSERT INTO saga_checkpoints (aggregate_type, aggregate_id, last_sequence) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(sequence)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Checkpoint::Apply);
+            }
+            // Another instance created it meanwhile: lock it and decide again.
+            continue;
+        };
+        return Ok(if sequence == last + 1 {
+            sqlx::query(
+                "UPDATE saga_checkpoints SET last_sequence = $3 \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(sequence)
+            .execute(&mut *tx)
+            .await?;
+            Checkpoint::Apply
+        } else if sequence <= last {
+            Checkpoint::Duplicate
+        } else {
+            Checkpoint::Gap { last }
+        });
+    }
+}
+
+/// Records that `event_id` moved the saga of `order_id`; false if it already had.
+pub async fn record_processed(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    order_id: Uuid,
+    event_type: &str,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO saga_processed_events (event_id, order_id, event_type) \
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(order_id)
+    .bind(event_type)
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Inserts a new saga; false if the order already has one.
+pub async fn insert_saga(tx: &mut PgConnection, saga: &Fulfilment) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO saga_instances (order_id, payment_id, correlation_id, status, deadline, state) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(saga.order_id)
+    .bind(saga.payment_id)
+    .bind(saga.correlation_id)
+    .bind(saga.status.as_str())
+    .bind(saga.deadline)
+    .bind(Json(saga))
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Writes a saga's new state.
+pub async fn save_saga(tx: &mut PgConnection, saga: &Fulfilment) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE saga_instances SET status = $2, deadline = $3, state = $4, updated_at = now() \
+         WHERE order_id = $1",
+    )
+    .bind(saga.order_id)
+    .bind(saga.status.as_str())
+    .bind(saga.deadline)
+    .bind(Json(saga))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// How to take a saga's row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Wait for it.
+    Wait,
+    /// Give up if another transaction holds it.
+    SkipLocked,
+}
+
+/// Which saga to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaKey {
+    /// By order id.
+    Order(Uuid),
+    /// By derived payment id.
+    Payment(Uuid),
+}
+
+/// Loads and locks a saga (`FOR UPDATE`): transitions of one saga are serialized across
+/// consumer, dispatcher and every saga instance.
+pub async fn lock_saga(
+    tx: &mut PgConnection,
+    key: SagaKey,
+    lock: Lock,
+) -> Result<Option<Fulfilment>, StoreError> {
+    let (column, id) = match key {
+        SagaKey::Order(id) => ("order_id", id),
+        SagaKey::Payment(id) => ("payment_id", id),
+    };
+    let skip = match lock {
+        Lock::Wait => "",
+        Lock::SkipLocked => " SKIP LOCKED",
+    };
+    let sql = format!("SELECT state FROM saga_instances WHERE {column} = $1 FOR UPDATE{skip}");
+    let state: Option<Json<Fulfilment>> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(state.map(|Json(saga)| saga))
+}
+
+/// Reads a saga without locking (for tests and tools).
+pub async fn read_saga(pool: &PgPool, order_id: Uuid) -> Result<Option<Fulfilment>, StoreError> {
+    let state: Option<Json<Fulfilment>> =
+        sqlx::query_scalar("SELECT state FROM saga_instances WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(state.map(|Json(saga)| saga))
+}
+
+/// Queues a decision's commands (dropping pending ones first if it says so).
+pub async fn queue_commands(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    decision: &Decision,
+) -> Result<(), StoreError> {
+    if decision.supersede_pending {
+        sqlx::query(
+            "UPDATE saga_commands SET status = 'superseded', completed_at = now() \
+             WHERE order_id = $1 AND status = 'pending'",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for issued in &decision.commands {
+        sqlx::query(
+            "INSERT INTO saga_commands (order_id, idempotency_key, causation_id, command) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(issued.idempotency_key())
+        .bind(issued.causation_id)
+        .bind(Json(&issued.command))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A queued command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedCommand {
+    /// Row id (queue order).
+    pub id: i64,
+    /// `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// `X-Causation-Id`.
+    pub causation_id: Uuid,
+    /// What to send.
+    pub command: SagaCommand,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    /// Not before.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The oldest pending command of a saga: commands of one saga go out in order.
+pub async fn next_pending(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<QueuedCommand>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, idempotency_key, causation_id, command, attempts, next_attempt_at \
+         FROM saga_commands WHERE order_id = $1 AND status = 'pending' ORDER BY id LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Json(command): Json<SagaCommand> = row.try_get("command")?;
+    Ok(Some(QueuedCommand {
+        id: row.try_get("id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        causation_id: row.try_get("causation_id")?,
+        command,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+    }))
+}
+
+/// The command API accepted the command.
+pub async fn mark_accepted(tx: &mut PgConnection, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE saga_commands SET status = 'accepted', completed_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The command API refused the command with problem `code`.
+pub async fn mark_rejected(tx: &mut PgConnection, id: i64, code: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE saga_commands SET status = 'rejected', last_error = $2, completed_at = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(code)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The attempt failed transiently; try again at `next_attempt_at`.
+pub async fn mark_retry(
+    tx: &mut PgConnection,
+    id: i64,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE saga_commands SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(next_attempt_at)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The last transient error of a saga's pending commands (for the reason of a timeout).
+pub async fn last_pending_error(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let error: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT last_error FROM saga_commands \
+         WHERE order_id = $1 AND status = 'pending' AND last_error IS NOT NULL \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(error.flatten())
+}
+
+/// Sagas with a pending command due by `now`.
+pub async fn sagas_with_due_commands(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT order_id FROM saga_commands WHERE status = 'pending' AND next_attempt_at <= $1 \
+         GROUP BY order_id ORDER BY min(id) LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Sagas whose step deadline passed by `now`.
+pub async fn sagas_past_deadline(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT order_id FROM saga_instances WHERE deadline <= $1 ORDER BY deadline LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
