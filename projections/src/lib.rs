@@ -17,6 +17,9 @@
 //! Messages follow the relay's wire contract: topic `<prefix><aggregate>`, key = aggregate
 //! id, value = Confluent wire format (schema id + Avro record whose `metadata` carries the
 //! aggregate id and sequence), subjects under TopicRecordNameStrategy.
+//!
+//! [`replay`] rebuilds a projection from the event store into shadow tables and swaps them
+//! in while the live projector keeps running (CLI: `keel-replay`).
 
 pub mod checkpoint;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod decode;
 pub mod event;
 pub mod projection;
 pub mod projector;
+pub mod replay;
 pub mod runtime;
 pub mod telemetry;
 pub mod topics;

@@ -13,7 +13,9 @@
 //!    checkpoint + 1. Below that it is a redelivery and is skipped; above that an earlier
 //!    event is missing (the relay's at-least-once redelivery restarts from it, in order) and
 //!    it is skipped until it comes again. Checkpoints advance, and a notification per
-//!    advanced aggregate is sent at commit.
+//!    advanced aggregate is sent at commit. The transaction first takes the projection's
+//!    advisory lock in shared mode ([`db::enter_live_transaction`]): a rebuild's swap
+//!    ([`crate::replay`]) takes it exclusively, so no batch straddles a swap.
 //! 4. Only after the commit are the messages' offsets stored; librdkafka commits stored
 //!    offsets periodically, and this module commits them synchronously when partitions are
 //!    revoked and at shutdown. A crash between commit and offset commit redelivers
@@ -49,13 +51,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 
-use crate::checkpoint;
 use crate::config::{KafkaSettings, ProjectorSettings, RetryPolicy};
 use crate::dead_letter::{self, DeadLetter, DeadLetterPublisher, DeadLetterReason};
 use crate::decode::{DecodeError, EventDecoder};
 use crate::event::{AggregateKey, ProjectedEvent};
 use crate::projection::{ApplyError, Projection, is_data_error};
 use crate::topics;
+use crate::{checkpoint, db};
 
 /// What a projector has done so far; watch it with [`Projector::progress`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -250,6 +252,9 @@ impl Projector {
                 (kafka.session_timeout.as_millis() / 3).max(100).to_string(),
             )
             .set("socket.connection.setup.timeout.ms", "5000")
+            // librdkafka's default (500 ms) is how long a fetch may wait for data; with a
+            // broker that answers only at the deadline it becomes the read side's latency.
+            .set("fetch.wait.max.ms", "10")
             .create_with_context(context)?;
         let topic_names: Vec<String> = sources.keys().cloned().collect();
         let topic_refs: Vec<&str> = topic_names.iter().map(String::as_str).collect();
@@ -598,6 +603,7 @@ impl Projector {
         loop {
             let outcome = async {
                 let mut tx = self.pool.begin().await?;
+                db::enter_live_transaction(&mut tx, self.projection).await?;
                 let id = dead_letter::record(&mut tx, name, &letter).await?;
                 if let Some(key) = &letter.aggregate {
                     checkpoint::park(&mut tx, name, key, id).await?;
@@ -645,6 +651,7 @@ impl Projector {
         let events: Vec<&ProjectedEvent> = run.iter().filter_map(Item::event).collect();
         let keys: BTreeSet<AggregateKey> = events.iter().map(|e| e.aggregate()).collect();
         let mut tx = self.pool.begin().await?;
+        db::enter_live_transaction(&mut tx, self.projection).await?;
         let mut checkpoints = checkpoint::lock(&mut tx, name, &keys).await?;
         let mut advanced = HashMap::new();
         let mut stats = TxStats::default();

@@ -3,6 +3,10 @@
 //! Each projection runs as its own consumer group, owns its tables and only those, and is
 //! rebuilt on its own. An `apply` runs inside the projector's batch transaction, after the
 //! checkpoint check: it sees each event of an aggregate once, in sequence order.
+//!
+//! The apply code names its tables unqualified and the transaction decides which schema
+//! they resolve in ([`crate::db::enter_schema`]): `read_model` for the live projector, a
+//! shadow schema for a rebuild ([`crate::replay`]). Both run the very same statements.
 
 mod orders;
 mod payments;
@@ -54,7 +58,33 @@ impl Projection {
         }
     }
 
-    /// Folds `event` into this projection's tables.
+    /// The tables this projection owns, referenced tables before the tables referencing
+    /// them (a rebuild creates them in this order).
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::Orders => &[
+                "order_view",
+                "order_view_lines",
+                "order_reservations",
+                "order_payments",
+                "customer_orders",
+            ],
+            Self::Stock => &["stock_levels"],
+            Self::Payments => &["payments"],
+        }
+    }
+
+    /// A small number unique to this projection (its advisory lock key).
+    pub fn ordinal(self) -> i32 {
+        match self {
+            Self::Orders => 1,
+            Self::Stock => 2,
+            Self::Payments => 3,
+        }
+    }
+
+    /// Folds `event` into this projection's tables, as resolved by the transaction's
+    /// `search_path` (see the module docs).
     ///
     /// # Errors
     /// [`ApplyError`]: a database error, or an event the read model cannot take.

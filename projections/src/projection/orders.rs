@@ -44,7 +44,7 @@ async fn apply_order(
         } => {
             for table in ["order_view", "customer_orders"] {
                 sqlx::query(&format!(
-                    "INSERT INTO read_model.{table} (order_id, customer_id, status, currency, \
+                    "INSERT INTO {table} (order_id, customer_id, status, currency, \
                      total_minor, line_count, created_at, updated_at, version) \
                      VALUES ($1, $2, 'draft', $3, 0, 0, $4, $4, $5)"
                 ))
@@ -61,10 +61,10 @@ async fn apply_order(
         OrderEvent::OrderLineAdded { line } => {
             let line_total = line_total(line)?;
             sqlx::query(
-                "INSERT INTO read_model.order_view_lines \
+                "INSERT INTO order_view_lines \
                  (order_id, sku, position, quantity, unit_price_minor, line_total_minor) \
                  VALUES ($1, $2, (SELECT coalesce(max(position), 0) + 1 \
-                                  FROM read_model.order_view_lines WHERE order_id = $1), \
+                                  FROM order_view_lines WHERE order_id = $1), \
                          $3, $4, $5)",
             )
             .bind(order_id)
@@ -77,7 +77,7 @@ async fn apply_order(
             .rows_affected()
         }
         OrderEvent::OrderLineQuantityChanged { sku, quantity } => sqlx::query(
-            "UPDATE read_model.order_view_lines \
+            "UPDATE order_view_lines \
              SET quantity = $3, line_total_minor = unit_price_minor * $3 \
              WHERE order_id = $1 AND sku = $2",
         )
@@ -88,7 +88,7 @@ async fn apply_order(
         .await?
         .rows_affected(),
         OrderEvent::OrderLineRemoved { sku } => {
-            sqlx::query("DELETE FROM read_model.order_view_lines WHERE order_id = $1 AND sku = $2")
+            sqlx::query("DELETE FROM order_view_lines WHERE order_id = $1 AND sku = $2")
                 .bind(order_id)
                 .bind(sku.as_str())
                 .execute(&mut *connection)
@@ -98,7 +98,7 @@ async fn apply_order(
         OrderEvent::OrderPlaced { lines, .. } => {
             replace_lines(connection, order_id, lines).await?;
             sqlx::query(
-                "UPDATE read_model.order_view SET status = 'placed', placed_at = $2 \
+                "UPDATE order_view SET status = 'placed', placed_at = $2 \
                  WHERE order_id = $1",
             )
             .bind(order_id)
@@ -108,7 +108,7 @@ async fn apply_order(
             .rows_affected()
         }
         OrderEvent::OrderConfirmed {} => sqlx::query(
-            "UPDATE read_model.order_view SET status = 'confirmed', confirmed_at = $2 \
+            "UPDATE order_view SET status = 'confirmed', confirmed_at = $2 \
              WHERE order_id = $1",
         )
         .bind(order_id)
@@ -117,7 +117,7 @@ async fn apply_order(
         .await?
         .rows_affected(),
         OrderEvent::OrderCancelled { reason } => sqlx::query(
-            "UPDATE read_model.order_view \
+            "UPDATE order_view \
              SET status = 'cancelled', cancelled_at = $2, cancellation_reason = $3 \
              WHERE order_id = $1",
         )
@@ -128,7 +128,7 @@ async fn apply_order(
         .await?
         .rows_affected(),
         OrderEvent::OrderShipped { tracking_reference } => sqlx::query(
-            "UPDATE read_model.order_view \
+            "UPDATE order_view \
              SET status = 'shipped', shipped_at = $2, tracking_reference = $3 \
              WHERE order_id = $1",
         )
@@ -139,7 +139,7 @@ async fn apply_order(
         .await?
         .rows_affected(),
         OrderEvent::OrderDelivered {} => sqlx::query(
-            "UPDATE read_model.order_view SET status = 'delivered', delivered_at = $2 \
+            "UPDATE order_view SET status = 'delivered', delivered_at = $2 \
              WHERE order_id = $1",
         )
         .bind(order_id)
@@ -163,15 +163,15 @@ async fn refresh_order(
         "WITH totals AS ( \
              SELECT coalesce(sum(line_total_minor), 0)::bigint AS total_minor, \
                     count(*)::integer AS line_count \
-             FROM read_model.order_view_lines WHERE order_id = $1 \
+             FROM order_view_lines WHERE order_id = $1 \
          ), updated AS ( \
-             UPDATE read_model.order_view o \
+             UPDATE order_view o \
              SET total_minor = totals.total_minor, line_count = totals.line_count, \
                  updated_at = $2, version = $3 \
              FROM totals WHERE o.order_id = $1 \
              RETURNING o.order_id, o.status, o.total_minor, o.line_count, o.updated_at, o.version \
          ) \
-         UPDATE read_model.customer_orders c \
+         UPDATE customer_orders c \
          SET status = u.status, total_minor = u.total_minor, line_count = u.line_count, \
              updated_at = u.updated_at, version = u.version \
          FROM updated u WHERE c.order_id = u.order_id",
@@ -191,7 +191,7 @@ async fn replace_lines(
     order_id: Uuid,
     lines: &[OrderLine],
 ) -> Result<(), ApplyError> {
-    sqlx::query("DELETE FROM read_model.order_view_lines WHERE order_id = $1")
+    sqlx::query("DELETE FROM order_view_lines WHERE order_id = $1")
         .bind(order_id)
         .execute(&mut *connection)
         .await?;
@@ -208,7 +208,7 @@ async fn replace_lines(
         totals.push(line_total(line)?.amount_minor);
     }
     sqlx::query(
-        "INSERT INTO read_model.order_view_lines \
+        "INSERT INTO order_view_lines \
          (order_id, sku, position, quantity, unit_price_minor, line_total_minor) \
          SELECT $1, l.sku, l.position, l.quantity, l.unit_price_minor, l.line_total_minor \
          FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[]) \
@@ -247,7 +247,7 @@ async fn apply_inventory(
         InventoryEvent::StockAdded { .. } | InventoryEvent::StockAdjusted { .. } => return Ok(()),
     };
     sqlx::query(
-        "INSERT INTO read_model.order_reservations (order_id, sku, quantity, status, updated_at) \
+        "INSERT INTO order_reservations (order_id, sku, quantity, status, updated_at) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (order_id, sku) DO UPDATE \
          SET quantity = EXCLUDED.quantity, status = EXCLUDED.status, \
@@ -293,7 +293,7 @@ async fn apply_payment(
                 _ => "declined",
             };
             sqlx::query(
-                "INSERT INTO read_model.order_payments \
+                "INSERT INTO order_payments \
                  (payment_id, order_id, status, currency, amount_minor, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6)",
             )
@@ -308,7 +308,7 @@ async fn apply_payment(
             .rows_affected()
         }
         PaymentEvent::PaymentCaptured { amount, .. } => sqlx::query(
-            "UPDATE read_model.order_payments \
+            "UPDATE order_payments \
              SET status = 'captured', captured_minor = $2, updated_at = $3 \
              WHERE payment_id = $1",
         )
@@ -319,7 +319,7 @@ async fn apply_payment(
         .await?
         .rows_affected(),
         PaymentEvent::PaymentVoided { .. } => sqlx::query(
-            "UPDATE read_model.order_payments SET status = 'voided', updated_at = $2 \
+            "UPDATE order_payments SET status = 'voided', updated_at = $2 \
              WHERE payment_id = $1",
         )
         .bind(payment_id)
@@ -328,7 +328,7 @@ async fn apply_payment(
         .await?
         .rows_affected(),
         PaymentEvent::PaymentRefunded { amount, .. } => sqlx::query(
-            "UPDATE read_model.order_payments \
+            "UPDATE order_payments \
              SET refunded_minor = refunded_minor + $2, \
                  status = CASE WHEN refunded_minor + $2 >= captured_minor \
                                THEN 'refunded' ELSE status END, \

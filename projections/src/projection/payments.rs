@@ -25,7 +25,7 @@ pub(super) async fn apply(
         } => {
             check_opened(payment_id, *opened)?;
             sqlx::query(
-                "INSERT INTO read_model.payments (payment_id, order_id, status, currency, \
+                "INSERT INTO payments (payment_id, order_id, status, currency, \
                  amount_minor, authorization_code, created_at, updated_at, version) \
                  VALUES ($1, $2, 'authorized', $3, $4, $5, $6, $6, $7)",
             )
@@ -48,7 +48,7 @@ pub(super) async fn apply(
         } => {
             check_opened(payment_id, *opened)?;
             sqlx::query(
-                "INSERT INTO read_model.payments (payment_id, order_id, status, currency, \
+                "INSERT INTO payments (payment_id, order_id, status, currency, \
                  amount_minor, decline_reason, created_at, updated_at, version) \
                  VALUES ($1, $2, 'declined', $3, $4, $5, $6, $6, $7)",
             )
@@ -64,7 +64,7 @@ pub(super) async fn apply(
             .rows_affected()
         }
         PaymentEvent::PaymentCaptured { amount, .. } => sqlx::query(
-            "UPDATE read_model.payments \
+            "UPDATE payments \
              SET status = 'captured', captured_minor = $2, updated_at = $3, version = $4 \
              WHERE payment_id = $1",
         )
@@ -76,7 +76,7 @@ pub(super) async fn apply(
         .await?
         .rows_affected(),
         PaymentEvent::PaymentVoided { reason, .. } => sqlx::query(
-            "UPDATE read_model.payments \
+            "UPDATE payments \
              SET status = 'voided', void_reason = $2, updated_at = $3, version = $4 \
              WHERE payment_id = $1",
         )
@@ -93,7 +93,7 @@ pub(super) async fn apply(
             reason,
             ..
         } => sqlx::query(
-            "UPDATE read_model.payments \
+            "UPDATE payments \
              SET refunded_minor = refunded_minor + $2, \
                  status = CASE WHEN refunded_minor + $2 >= captured_minor \
                                THEN 'refunded' ELSE status END, \

@@ -27,7 +27,7 @@ pub(super) async fn apply(
     // Update first: an upsert would check the proposed new row against the CHECK
     // constraints even when it conflicts, rejecting every decrement.
     let updated = sqlx::query(
-        "UPDATE read_model.stock_levels \
+        "UPDATE stock_levels \
          SET on_hand = on_hand + $2, reserved = reserved + $3, updated_at = $4, version = $5 \
          WHERE sku = $1",
     )
@@ -50,7 +50,7 @@ pub(super) async fn apply(
         return expect_row(0, event, "a SKU");
     }
     sqlx::query(
-        "INSERT INTO read_model.stock_levels \
+        "INSERT INTO stock_levels \
          (sku, on_hand, reserved, created_at, updated_at, version) \
          VALUES ($1, $2, 0, $3, $3, $4)",
     )

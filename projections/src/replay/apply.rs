@@ -1,0 +1,158 @@
+//! Applying stored events to a shadow: the live projector's rule (an event is applied only
+//! if its sequence is its aggregate's checkpoint + 1, in the transaction that advances the
+//! checkpoint) and its very apply code, on tables resolved in the shadow schema.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::PgConnection;
+
+use super::ReplayError;
+use super::source::{EventStore, StoredEvent};
+use crate::Projection;
+use crate::event::AggregateKey;
+use crate::projection::{ApplyError, is_data_error};
+
+/// What one slice of events did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SliceStats {
+    /// Events applied, gap fillers included.
+    pub applied: u64,
+    /// Events skipped because the shadow already held them (a resumed batch).
+    pub duplicates: u64,
+}
+
+impl std::ops::AddAssign for SliceStats {
+    fn add_assign(&mut self, other: Self) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// Applies `events` (commit order) inside the caller's transaction, whose `search_path` is
+/// the shadow schema. An event whose predecessors are not applied yet (its transaction took
+/// its id before its predecessor's committed, so it sorts first in commit order) gets them
+/// from the store first, by aggregate and sequence: nothing is ever applied across a gap
+/// and nothing is skipped.
+pub(super) async fn apply_events(
+    connection: &mut PgConnection,
+    projection: Projection,
+    events: &[&StoredEvent],
+    store: &EventStore,
+) -> Result<SliceStats, ReplayError> {
+    let keys: BTreeSet<AggregateKey> = events.iter().map(|e| e.event.aggregate()).collect();
+    let mut checkpoints = load_checkpoints(connection, &keys).await?;
+    let mut advanced: HashMap<AggregateKey, i64> = HashMap::new();
+    let mut stats = SliceStats::default();
+    for stored in events {
+        let key = stored.event.aggregate();
+        let sequence = stored.event.sequence();
+        let checkpoint = checkpoints.get(&key).copied().unwrap_or_default();
+        if sequence <= checkpoint {
+            stats.duplicates += 1;
+            continue;
+        }
+        if sequence > checkpoint + 1 {
+            let missing = store.read_stream(&key, checkpoint, sequence - 1).await?;
+            let expected = usize::try_from(sequence - 1 - checkpoint).unwrap_or(usize::MAX);
+            if missing.len() != expected {
+                return Err(ReplayError::MissingEvents {
+                    aggregate_type: key.aggregate_type,
+                    aggregate_id: key.aggregate_id,
+                    after: checkpoint,
+                    before: sequence,
+                });
+            }
+            for filler in &missing {
+                apply_one(connection, projection, filler).await?;
+                stats.applied += 1;
+            }
+        }
+        apply_one(connection, projection, stored).await?;
+        stats.applied += 1;
+        checkpoints.insert(key.clone(), sequence);
+        advanced.insert(key, sequence);
+    }
+    store_checkpoints(connection, &advanced).await?;
+    Ok(stats)
+}
+
+async fn apply_one(
+    connection: &mut PgConnection,
+    projection: Projection,
+    stored: &StoredEvent,
+) -> Result<(), ReplayError> {
+    match projection.apply(connection, &stored.event).await {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Database(error)) if !is_data_error(&error) => {
+            Err(ReplayError::Database(error))
+        }
+        Err(error) => Err(ReplayError::Refused {
+            aggregate_type: stored.event.metadata.aggregate_type.clone(),
+            aggregate_id: stored.event.metadata.aggregate_id.clone(),
+            sequence: stored.event.sequence(),
+            position: stored.position,
+            error: error.to_string(),
+        }),
+    }
+}
+
+async fn load_checkpoints(
+    connection: &mut PgConnection,
+    keys: &BTreeSet<AggregateKey>,
+) -> Result<HashMap<AggregateKey, i64>, sqlx::Error> {
+    let (types, ids): (Vec<&str>, Vec<&str>) = keys
+        .iter()
+        .map(|k| (k.aggregate_type.as_str(), k.aggregate_id.as_str()))
+        .unzip();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT c.aggregate_type, c.aggregate_id, c.last_sequence \
+         FROM checkpoints c \
+         JOIN unnest($1::text[], $2::text[]) AS k(aggregate_type, aggregate_id) \
+           ON c.aggregate_type = k.aggregate_type AND c.aggregate_id = k.aggregate_id",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(aggregate_type, aggregate_id, sequence)| {
+            (
+                AggregateKey {
+                    aggregate_type,
+                    aggregate_id,
+                },
+                sequence,
+            )
+        })
+        .collect())
+}
+
+async fn store_checkpoints(
+    connection: &mut PgConnection,
+    advanced: &HashMap<AggregateKey, i64>,
+) -> Result<(), sqlx::Error> {
+    if advanced.is_empty() {
+        return Ok(());
+    }
+    let mut types = Vec::with_capacity(advanced.len());
+    let mut ids = Vec::with_capacity(advanced.len());
+    let mut sequences = Vec::with_capacity(advanced.len());
+    for (key, sequence) in advanced {
+        types.push(key.aggregate_type.as_str());
+        ids.push(key.aggregate_id.as_str());
+        sequences.push(*sequence);
+    }
+    sqlx::query(
+        "INSERT INTO checkpoints AS c (aggregate_type, aggregate_id, last_sequence) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+         ON CONFLICT (aggregate_type, aggregate_id) \
+         DO UPDATE SET last_sequence = EXCLUDED.last_sequence, updated_at = now()",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}

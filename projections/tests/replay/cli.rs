@@ -1,0 +1,72 @@
+//! `keel-replay` as an operator runs it.
+
+use std::process::Command;
+
+use crate::helpers::ExtraDatabase;
+
+fn keel_replay(url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_keel-replay"))
+        .args(args)
+        .arg("--database-url")
+        .arg(url)
+        .env_remove("KEEL_EVENT_STORE_URL")
+        .output()
+        .expect("keel-replay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "keel-replay {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn list_seed_and_rebuild_from_the_command_line() {
+    let database = ExtraDatabase::create().await;
+    command_api::startup::MIGRATOR
+        .run(&database.pool)
+        .await
+        .expect("event-store migrations");
+
+    let listed = keel_replay(&database.url, &["list"]);
+    for projection in projections::Projection::ALL {
+        assert!(
+            listed
+                .lines()
+                .any(|line| line.starts_with(projection.name())),
+            "{projection} missing from:\n{listed}"
+        );
+    }
+
+    let seeded = keel_replay(&database.url, &["dev-seed", "--events", "2000"]);
+    assert!(seeded.contains("wrote 2000 events"), "{seeded}");
+    let rebuilt = keel_replay(&database.url, &["rebuild", "stock", "--batch-size", "300"]);
+    assert!(rebuilt.contains("swapped in"), "{rebuilt}");
+    assert!(rebuilt.contains("1000 events read"), "{rebuilt}");
+    assert!(rebuilt.contains("events/s"), "{rebuilt}");
+    let rebuilt = keel_replay(&database.url, &["rebuild", "orders"]);
+    assert!(rebuilt.contains("2000 events read"), "{rebuilt}");
+
+    let skus: i64 = sqlx::query_scalar("SELECT count(*) FROM read_model.stock_levels")
+        .fetch_one(&database.pool)
+        .await
+        .expect("count");
+    assert_eq!(skus, 100);
+    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM read_model.order_view_lines")
+        .fetch_one(&database.pool)
+        .await
+        .expect("count");
+    assert_eq!(lines, 500);
+
+    let listed = keel_replay(&database.url, &["list"]);
+    let stock = listed
+        .lines()
+        .find(|line| line.starts_with("stock"))
+        .expect("stock listed");
+    let columns: Vec<&str> = stock.split_whitespace().collect();
+    assert_eq!(columns[1..6], ["100", "0", "1000", "1000", "0"], "{listed}");
+    let status = keel_replay(&database.url, &["status"]);
+    assert!(status.contains("no unfinished rebuild"), "{status}");
+    database.drop_database().await;
+}

@@ -1,0 +1,220 @@
+//! What the rebuild tests add to the projector tests' harness: a second database for the
+//! reference read model, a steady writer, waits and full dumps.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use projections::Projection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::support::{Harness, RunningProjector, WAIT};
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
+        .unwrap_or_else(|_| projections::config::DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A database of its own, dropped by [`ExtraDatabase::drop_database`].
+pub struct ExtraDatabase {
+    name: String,
+    admin: PgConnectOptions,
+    /// URL of the database (for the CLI).
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+}
+
+impl ExtraDatabase {
+    /// Creates it and applies the read-model migrations.
+    pub async fn create() -> Self {
+        let base = admin_url();
+        let admin = PgConnectOptions::from_str(&base).expect("DATABASE_URL parses");
+        let name = format!("keel_replay_test_{}", Uuid::new_v4().simple());
+        let mut connection = PgConnection::connect_with(&admin)
+            .await
+            .expect("PostgreSQL is reachable");
+        connection
+            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+            .await
+            .expect("create database");
+        connection.close().await.ok();
+        let without_query = base.split('?').next().unwrap_or(&base);
+        let (server, _) = without_query
+            .rsplit_once('/')
+            .expect("DATABASE_URL names a database");
+        let url = format!("{server}/{name}");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(admin.clone().database(&name))
+            .await
+            .expect("connect");
+        projections::db::migrate(&pool)
+            .await
+            .expect("read-model migrations");
+        Self {
+            name,
+            admin,
+            url,
+            pool,
+        }
+    }
+
+    /// Best effort.
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        if let Ok(mut connection) = PgConnection::connect_with(&self.admin).await {
+            let statement = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
+            if let Err(error) = connection.execute(statement.as_str()).await {
+                eprintln!("database {} not dropped: {error}", self.name);
+            }
+            connection.close().await.ok();
+        }
+    }
+}
+
+/// One business round through the command API: an order with two lines (placed every other
+/// round), stock received and reserved for it, a payment authorized and captured.
+pub async fn write_round(harness: &Harness, round: u32) {
+    let customer_id = Uuid::new_v4();
+    let sku = format!("SKU-R{}", round % 4);
+    let order_id = harness.create_order(customer_id).await;
+    harness.add_line(order_id, &sku, 1 + round % 3, 1_000).await;
+    harness.add_line(order_id, "SKU-X", 1, 250).await;
+    if round.is_multiple_of(2) {
+        harness.place_order(order_id).await;
+    }
+    harness.add_stock(&sku, 5).await;
+    harness.reserve_stock(&sku, order_id, 1).await;
+    let amount = 1_000 * i64::from(1 + round % 3) + 250;
+    let payment_id = harness.authorize_payment(order_id, amount).await;
+    harness.capture_payment(payment_id, amount).await;
+}
+
+/// Writes rounds from `first` on until `stop` is cancelled (at least `min_rounds`);
+/// returns the next round number.
+pub async fn write_until(
+    harness: &Harness,
+    first: u32,
+    min_rounds: u32,
+    stop: &CancellationToken,
+) -> u32 {
+    let mut round = first;
+    while round < first + min_rounds || !stop.is_cancelled() {
+        write_round(harness, round).await;
+        round += 1;
+    }
+    round
+}
+
+/// Events of `projection`'s sources in the store, and what the checkpoints of `pool` say
+/// is applied.
+async fn applied_and_stored(
+    harness: &Harness,
+    pool: &PgPool,
+    projection: Projection,
+) -> (i64, i64) {
+    let types: Vec<&str> = projection
+        .sources()
+        .iter()
+        .map(|kind| kind.aggregate_type())
+        .collect();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+            .bind(&types)
+            .fetch_one(&harness.event_store)
+            .await
+            .expect("count events");
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(last_sequence), 0)::bigint FROM read_model.checkpoints \
+         WHERE projection = $1",
+    )
+    .bind(projection.name())
+    .fetch_one(pool)
+    .await
+    .expect("sum checkpoints");
+    (applied, stored)
+}
+
+/// Waits until the read model in `pool` holds every stored event of `projection`.
+pub async fn wait_until_caught_up(harness: &Harness, pool: &PgPool, projection: Projection) {
+    harness.wait_for_empty_outbox().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (applied, stored) = applied_and_stored(harness, pool, projection).await;
+        if applied == stored {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{projection}: {applied} of {stored} events applied within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A reference read model of `projection`, built by a fresh projector in a database of its
+/// own, once it holds every stored event.
+pub async fn reference(harness: &Harness, projection: Projection) -> BTreeMap<String, String> {
+    let database = ExtraDatabase::create().await;
+    let settings = harness.projector_settings(50);
+    let projector =
+        RunningProjector::start(projection, database.pool.clone(), &harness.kafka, &settings).await;
+    wait_until_caught_up(harness, &database.pool, projection).await;
+    projector.stop().await;
+    let dump = dump(&database.pool, projection).await;
+    database.drop_database().await;
+    dump
+}
+
+/// Every row of `projection`'s tables and checkpoints, as JSON text in a canonical order.
+pub async fn dump(pool: &PgPool, projection: Projection) -> BTreeMap<String, String> {
+    let mut dump = BTreeMap::new();
+    for table in projection.tables() {
+        let rows: String = sqlx::query_scalar(&format!(
+            "SELECT coalesce(json_agg(t ORDER BY t::text), '[]'::json)::text \
+             FROM read_model.\"{table}\" t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("dump read_model.{table}: {e}"));
+        dump.insert((*table).to_owned(), rows);
+    }
+    let checkpoints: String = sqlx::query_scalar(
+        "SELECT coalesce(json_agg(t ORDER BY t::text), '[]'::json)::text FROM ( \
+             SELECT aggregate_type, aggregate_id, last_sequence, parked_by \
+             FROM read_model.checkpoints WHERE projection = $1) t",
+    )
+    .bind(projection.name())
+    .fetch_one(pool)
+    .await
+    .expect("dump checkpoints");
+    dump.insert("checkpoints".to_owned(), checkpoints);
+    dump
+}
+
+/// Asserts two dumps are equal, naming the first table that differs.
+pub fn assert_same(actual: &BTreeMap<String, String>, reference: &BTreeMap<String, String>) {
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in reference {
+        assert_eq!(
+            &actual[table], rows,
+            "table {table} differs from the reference read model"
+        );
+    }
+}
+
+/// Rows in `table` of the live read model.
+pub async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM read_model.\"{table}\""))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("count read_model.{table}: {e}"))
+}

@@ -1,0 +1,13 @@
+//! Rebuilds against the real stack: the command API and the outbox relay write real events,
+//! live projectors keep consuming Kafka while a rebuild from the event store runs, swaps and
+//! hands over. Each result is compared, table by table and row by row, with a reference
+//! read model built by a fresh projector (its own consumer group) in a database of its own.
+
+#[allow(dead_code)]
+#[path = "../projector/support.rs"]
+mod support;
+
+mod helpers;
+
+mod cli;
+mod rebuild;
