@@ -150,6 +150,9 @@ impl SagaRunner {
                     .to_string(),
             )
             .set("socket.connection.setup.timeout.ms", "5000")
+            // librdkafka's default fetch wait (500 ms) would be added to every step of a
+            // flow with a broker that answers fetches only at their deadline.
+            .set("fetch.wait.max.ms", "10")
             .create_with_context(SagaContext)?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs)?;
