@@ -257,3 +257,67 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("received SIGTERM"),
     }
 }
+
+/// A token cancelled on Ctrl-C or SIGTERM: how the worker binaries (relay, saga) stop.
+pub fn cancel_on_shutdown_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            shutdown_signal().await;
+            cancel.cancel();
+        }
+    });
+    cancel
+}
+
+/// A pool on the event store with the migrations applied: a worker may start before the
+/// command API and must not find its tables missing.
+///
+/// # Errors
+/// The database is unreachable or a migration fails.
+pub async fn connect_and_migrate(
+    options: sqlx::postgres::PgConnectOptions,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
+    use anyhow::Context;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("cannot reach the event store database")?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying the event store migrations")?;
+    Ok(pool)
+}
+
+/// Calls `attempt` every `every` until it succeeds (logging each failure as `what` not
+/// ready yet), or returns `None` once `cancel` fires: workers wait for the broker and the
+/// registry instead of exiting when they start first.
+pub async fn retry_until_ready<T, E, F, Fut>(
+    what: &str,
+    every: Duration,
+    cancel: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    loop {
+        match attempt().await {
+            Ok(ready) => return Some(ready),
+            Err(error) => {
+                tracing::warn!(%error, retry_in_s = every.as_secs(), "{what} not ready");
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = cancel.cancelled() => return None,
+                }
+            }
+        }
+    }
+}

@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use command_api::config::Settings;
 use command_api::outbox::{OutboxRelay, RelayConfig};
-use command_api::startup::{MIGRATOR, shutdown_signal};
+use command_api::startup::{cancel_on_shutdown_signal, connect_and_migrate, retry_until_ready};
 use command_api::telemetry;
-use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 /// Pause between start-up attempts while the registry or the broker is not reachable yet.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -23,40 +21,19 @@ async fn main() -> anyhow::Result<()> {
     let config = RelayConfig::from_env().context("invalid relay configuration")?;
     tracing::info!(config = ?config, "starting outbox relay");
 
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
-            cancel.cancel();
-        }
-    });
-
-    // The relay may start before the command API: make sure the outbox exists.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(config.database.clone())
-        .await
-        .context("cannot reach the event store database")?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying the event store migrations")?;
-    pool.close().await;
-
-    let relay = loop {
-        match OutboxRelay::prepare(config.clone()).await {
-            Ok(relay) => break relay,
-            Err(error) => {
-                tracing::warn!(error = %error, retry_in_s = PREPARE_RETRY.as_secs(), "outbox relay not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(PREPARE_RETRY) => {}
-                    () = cancel.cancelled() => return Ok(()),
-                }
-            }
-        }
-    };
-    relay.run(cancel).await;
+    let cancel = cancel_on_shutdown_signal();
+    // The relay may start before the command API: make sure the outbox exists. It keeps
+    // its own connection for the shard leases, so the pool is only for the migrations.
+    connect_and_migrate(config.database.clone(), 1)
+        .await?
+        .close()
+        .await;
+    let prepared = retry_until_ready("outbox relay", PREPARE_RETRY, &cancel, || {
+        OutboxRelay::prepare(config.clone())
+    })
+    .await;
+    if let Some(relay) = prepared {
+        relay.run(cancel).await;
+    }
     Ok(())
 }

@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use command_api::config::Settings;
 use command_api::saga::{SagaConfig, SagaRunner};
-use command_api::startup::{MIGRATOR, shutdown_signal};
+use command_api::startup::{cancel_on_shutdown_signal, connect_and_migrate, retry_until_ready};
 use command_api::telemetry;
-use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 /// Pause between start-up attempts while the broker or registry is not reachable yet.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -23,40 +21,16 @@ async fn main() -> anyhow::Result<()> {
     let config = SagaConfig::from_env().context("invalid saga configuration")?;
     tracing::info!(config = ?config, "starting order fulfilment saga");
 
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
-            cancel.cancel();
-        }
-    });
-
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(config.database.clone())
-        .await
-        .context("cannot reach the database")?;
+    let cancel = cancel_on_shutdown_signal();
     // The saga may start before the command API: make sure its tables exist.
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying the command-api migrations")?;
-
-    let saga = loop {
-        match SagaRunner::start(config.clone(), pool.clone(), None).await {
-            Ok(saga) => break saga,
-            Err(error) => {
-                tracing::warn!(%error, retry_in_s = PREPARE_RETRY.as_secs(), "saga not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(PREPARE_RETRY) => {}
-                    () = cancel.cancelled() => return Ok(()),
-                }
-            }
-        }
-    };
-    saga.run(cancel).await;
+    let pool = connect_and_migrate(config.database.clone(), 4).await?;
+    let started = retry_until_ready("saga", PREPARE_RETRY, &cancel, || {
+        SagaRunner::start(config.clone(), pool.clone(), None)
+    })
+    .await;
+    if let Some(saga) = started {
+        saga.run(cancel).await;
+    }
     pool.close().await;
     Ok(())
 }
