@@ -43,5 +43,12 @@ pub mod order;
 pub mod payment;
 
 pub use error::{DomainError, ErrorCategory};
+
+/// A command enum that can name its variant: for logs and metrics labels, without
+/// serialising the command.
+pub trait NamedCommand {
+    /// The command's name, e.g. `"PlaceOrder"`: the variant, which is named after its struct.
+    fn command_name(&self) -> &'static str;
+}
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use sku::{Sku, SkuError};

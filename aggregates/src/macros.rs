@@ -58,7 +58,9 @@ macro_rules! domain_events {
 pub(crate) use domain_events;
 
 /// Implements `From<Command> for Enum` for every command struct, so adapters can write
-/// `AddStock { quantity }.into()` and the enum variant is always named after its struct.
+/// `AddStock { quantity }.into()` and the enum variant is always named after its struct,
+/// and [`NamedCommand`](crate::NamedCommand) (an exhaustive match: a variant missing from
+/// the list does not compile).
 macro_rules! command_enum_from {
     ($enum:ident: $($command:ident),+ $(,)?) => {
         $(
@@ -68,6 +70,14 @@ macro_rules! command_enum_from {
                 }
             }
         )+
+
+        impl $crate::NamedCommand for $enum {
+            fn command_name(&self) -> &'static str {
+                match self {
+                    $(Self::$command(_) => stringify!($command),)+
+                }
+            }
+        }
     };
 }
 

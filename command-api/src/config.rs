@@ -17,6 +17,14 @@
 //! | `KEEL_GATEWAY_BACKOFF_MAX_MS` | `2000` | largest backoff ceiling |
 //! | `KEEL_GATEWAY_BREAKER_THRESHOLD` | `5` | consecutive failed calls that open the circuit |
 //! | `KEEL_GATEWAY_BREAKER_OPEN_MS` | `30000` | how long the open circuit fails fast before a trial call |
+//! | `KEEL_AUTH` | `jwt` | `jwt`: bearer tokens required (a key below must be set); `disabled`: local development only |
+//! | `KEEL_AUTH_HS256_SECRET` / `_FILE` | — | HS256 key (≥ 32 bytes), inline or from a file (secret: never logged) |
+//! | `KEEL_AUTH_RS256_PUBLIC_KEY` / `_FILE` | — | RS256 public key (PEM), inline or from a file |
+//! | `KEEL_AUTH_ISSUER`, `KEEL_AUTH_AUDIENCE` | — | required `iss` / `aud` claims, if set |
+//! | `KEEL_AUTH_LEEWAY_SECS` | `30` | clock skew tolerated on `exp` / `nbf` |
+//! | `KEEL_RATE_LIMIT_PER_SECOND` | `200` | requests per second per client (token subject, else IP); `0` = off |
+//! | `KEEL_RATE_LIMIT_BURST` | twice the rate | requests a client may send at once |
+//! | `KEEL_GATEWAY_MAX_CONCURRENCY` | `32` | payment-gateway calls in flight at once; more wait, within the call timeout |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 
@@ -25,6 +33,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ops::auth::AuthSettings;
+use ops::rate_limit::RateLimitSettings;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::gateway::GatewayGuardSettings;
@@ -57,6 +67,11 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// How long in-flight requests may drain after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Bearer-token authentication (`Disabled` by default in code; the environment's
+    /// default is `jwt`, which needs a key).
+    pub auth: AuthSettings,
+    /// Per-client rate limit; `None` = off.
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 /// Database settings.
@@ -174,6 +189,15 @@ pub enum ConfigError {
     },
 }
 
+impl From<ops::ConfigError> for ConfigError {
+    fn from(error: ops::ConfigError) -> Self {
+        Self::Invalid {
+            var: error.var,
+            reason: error.reason,
+        }
+    }
+}
+
 /// The local stack's database (see the repository README).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
 
@@ -185,6 +209,8 @@ impl Default for Settings {
                 body_limit_bytes: 64 * 1024,
                 request_timeout: Duration::from_secs(10),
                 shutdown_grace: Duration::from_secs(20),
+                auth: AuthSettings::Disabled,
+                rate_limit: None,
             },
             database: DatabaseSettings {
                 url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
@@ -232,6 +258,8 @@ impl Settings {
         if let Some(secs) = env.parsed("KEEL_SHUTDOWN_GRACE_SECS")? {
             settings.http.shutdown_grace = Duration::from_secs(secs);
         }
+        settings.http.auth = AuthSettings::from_lookup(&lookup)?;
+        settings.http.rate_limit = RateLimitSettings::from_lookup(&lookup)?;
         if let Some(url) = lookup("KEEL_DATABASE_URL") {
             let url = DatabaseUrl::new(url);
             url.connect_options()?;
@@ -276,22 +304,39 @@ impl Settings {
         if let Some(ms) = env.positive("KEEL_GATEWAY_BREAKER_OPEN_MS")? {
             guard.open_for = Duration::from_millis(ms);
         }
-        if let Some(format) = lookup("KEEL_LOG_FORMAT") {
-            settings.log.format = match format.as_str() {
-                "json" => LogFormat::Json,
-                "pretty" => LogFormat::Pretty,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        var: "KEEL_LOG_FORMAT",
-                        reason: format!("unknown format {other:?}; expected json or pretty"),
-                    });
-                }
-            };
+        if let Some(calls) = env.positive("KEEL_GATEWAY_MAX_CONCURRENCY")? {
+            guard.max_concurrent_calls = calls;
         }
-        if let Some(filter) = lookup("RUST_LOG") {
-            settings.log.filter = filter;
-        }
+        settings.log = LogSettings::from_lookup(&lookup)?;
         Ok(settings)
+    }
+}
+
+impl LogSettings {
+    /// `KEEL_LOG_FORMAT` and `RUST_LOG` from the process environment: all that the worker
+    /// binaries (relay, saga) take from the command API's settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the format is unknown.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let format = match lookup("KEEL_LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "KEEL_LOG_FORMAT",
+                    reason: format!("unknown format {other:?}; expected json or pretty"),
+                });
+            }
+        };
+        Ok(Self {
+            format,
+            filter: lookup("RUST_LOG").unwrap_or_else(|| "info".into()),
+        })
     }
 }
 
@@ -341,7 +386,11 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Settings::from_lookup(|name| vars.get(name).cloned())
+        Settings::from_lookup(|name| {
+            vars.get(name)
+                .cloned()
+                .or_else(|| (name == "KEEL_AUTH").then(|| "disabled".to_owned()))
+        })
     }
 
     #[test]
@@ -354,6 +403,18 @@ mod tests {
         assert_eq!(s.payment_gateway, PaymentGatewayKind::Simulated);
         assert_eq!(s.gateway_guard, GatewayGuardSettings::default());
         assert_eq!(s.log.format, LogFormat::Json);
+        let limit = s.http.rate_limit.unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (200, 400));
+    }
+
+    #[test]
+    fn authentication_is_required_unless_disabled() {
+        let err = Settings::from_lookup(|_| None).unwrap_err();
+        assert!(err.to_string().starts_with("KEEL_AUTH:"), "{err}");
+        let secret = "a-32-byte-long-hs256-secret-value";
+        let s = settings(&[("KEEL_AUTH", "jwt"), ("KEEL_AUTH_HS256_SECRET", secret)]).unwrap();
+        assert!(matches!(s.http.auth, AuthSettings::Jwt(_)));
+        assert!(!format!("{s:?}").contains(secret));
     }
 
     #[test]
@@ -376,6 +437,7 @@ mod tests {
                 backoff_max: Duration::from_millis(80),
                 failure_threshold: 3,
                 open_for: Duration::from_millis(1500),
+                max_concurrent_calls: 32,
             }
         );
         let err = settings(&[("KEEL_GATEWAY_BREAKER_THRESHOLD", "0")]).unwrap_err();

@@ -25,6 +25,14 @@
 //! concurrent calls keep failing fast until it settles. The fulfilment saga treats that 503
 //! like any transient failure: it retries the step with backoff until the step's deadline,
 //! then compensates (see `saga`).
+//!
+//! # Bulkhead
+//!
+//! At most `max_concurrent_calls` guarded calls are in flight at once. A call that finds
+//! them all taken waits for one, but no longer than one call's timeout; then it fails with
+//! [`GatewayError::Unavailable`] (503 to the client) without touching the breaker, since
+//! the provider did nothing wrong. A slow provider so ties up a bounded number of tasks
+//! and never the database pool or the HTTP workers of the other routes.
 
 use std::fmt;
 use std::future::Future;
@@ -37,6 +45,7 @@ use aggregates::payment::{
 };
 use async_trait::async_trait;
 use rand::Rng;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Tuning of a [`GuardedGateway`].
@@ -54,6 +63,8 @@ pub struct GatewayGuardSettings {
     pub failure_threshold: u32,
     /// How long the circuit stays open before a trial call is let through.
     pub open_for: Duration,
+    /// Guarded calls (retries included) in flight at once: the bulkhead.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for GatewayGuardSettings {
@@ -65,6 +76,7 @@ impl Default for GatewayGuardSettings {
             backoff_max: Duration::from_secs(2),
             failure_threshold: 5,
             open_for: Duration::from_secs(30),
+            max_concurrent_calls: 32,
         }
     }
 }
@@ -105,6 +117,7 @@ pub struct GuardedGateway {
     settings: GatewayGuardSettings,
     breaker: Mutex<Breaker>,
     jitter: Jitter,
+    bulkhead: Semaphore,
 }
 
 impl fmt::Debug for GuardedGateway {
@@ -138,6 +151,7 @@ impl GuardedGateway {
     ) -> Self {
         Self {
             inner,
+            bulkhead: Semaphore::new(settings.max_concurrent_calls.max(1)),
             settings,
             breaker: Mutex::new(Breaker::Closed {
                 consecutive_failures: 0,
@@ -237,6 +251,20 @@ impl GuardedGateway {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, GatewayError>>,
     {
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.settings.call_timeout, self.bulkhead.acquire()).await
+        else {
+            metrics::counter!("keel_gateway_bulkhead_rejections_total", "operation" => operation)
+                .increment(1);
+            tracing::warn!(
+                operation,
+                limit = self.settings.max_concurrent_calls,
+                "payment gateway bulkhead full: call refused"
+            );
+            return Err(GatewayError::Unavailable {
+                detail: "too many payment gateway calls in flight".into(),
+            });
+        };
         let mut retry = 0;
         loop {
             let trial = match self.admit() {
@@ -415,6 +443,7 @@ mod tests {
             backoff_max: Duration::from_millis(150),
             failure_threshold: 4,
             open_for: Duration::from_secs(10),
+            max_concurrent_calls: 8,
         }
     }
 
@@ -464,6 +493,47 @@ mod tests {
             "base, then doubled but capped at backoff_max"
         );
         assert_eq!(started.elapsed(), Duration::from_millis(250));
+        assert_eq!(gateway.circuit_state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bulkhead_bounds_calls_in_flight_and_spares_the_breaker() {
+        let inner = ScriptedGateway::new([Step::Hang]);
+        let gateway: Arc<GuardedGateway> = Arc::new(GuardedGateway::with_jitter(
+            inner.clone(),
+            GatewayGuardSettings {
+                max_concurrent_calls: 1,
+                // The slot is held across retries, so the hanging call outlasts one timeout.
+                max_retries: 1,
+                ..settings()
+            },
+            recording_jitter().0,
+        ));
+        let hanging = tokio::spawn({
+            let gateway = Arc::clone(&gateway);
+            async move { gateway.authorize(authorization()).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(inner.calls(), 1, "the first call holds the only slot");
+
+        let started = Instant::now();
+        let refused = gateway.authorize(authorization()).await;
+
+        assert!(
+            matches!(refused, Err(GatewayError::Unavailable { ref detail }) if detail.contains("in flight")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            started.elapsed(),
+            settings().call_timeout,
+            "waited one call timeout"
+        );
+        assert_eq!(
+            inner.calls(),
+            1,
+            "the refused call never reached the provider"
+        );
+        assert_eq!(hanging.await.unwrap(), Err(GatewayError::Timeout));
         assert_eq!(gateway.circuit_state(), CircuitState::Closed);
     }
 

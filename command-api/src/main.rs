@@ -9,6 +9,7 @@ use command_api::telemetry;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("invalid configuration")?;
     telemetry::init(&settings.log).context("cannot set up logging")?;
+    ops::metrics::install();
     // `Settings`' Debug redacts the database password.
     tracing::info!(settings = ?settings, "starting command API");
     let application = Application::build(&settings, Dependencies::from_settings(&settings))

@@ -76,6 +76,9 @@ pub enum StartupError {
     /// The settings are unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The authentication settings are unusable.
+    #[error(transparent)]
+    Auth(#[from] ops::ConfigError),
     /// PostgreSQL could not be reached.
     #[error("cannot connect to PostgreSQL: {0}")]
     Database(#[source] sqlx::Error),
@@ -154,7 +157,7 @@ impl Application {
             clock,
             ids,
         };
-        let router = http::router(state, &settings.http);
+        let router = http::router(state, &settings.http)?;
         let addr = settings.http.addr;
         let listener = TcpListener::bind(addr)
             .await
@@ -187,8 +190,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let stop_accepting = CancellationToken::new();
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        // Peer addresses key the rate limit of clients without a valid token.
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { serve.await });
 
         tokio::select! {

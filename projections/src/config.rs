@@ -18,6 +18,7 @@
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
+//! | `KEEL_METRICS_ADDR` | `127.0.0.1:9103` | `/metrics` listener (port 0 picks a free port) |
 //! | `KEEL_LOG_FORMAT` | `pretty` | `pretty` or `json`; the level comes from `RUST_LOG` (default `info`) |
 //!
 //! The database URL may hold a password: [`DatabaseUrl`] never prints it.
@@ -166,6 +167,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// Default read-model database, as started by `cargo xtask up`.
@@ -220,6 +223,10 @@ impl Settings {
                 1,
             )?),
             log_format: env.parse("KEEL_LOG_FORMAT", LogFormat::Pretty)?,
+            metrics_addr: env.parse(
+                "KEEL_METRICS_ADDR",
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9103)),
+            )?,
         })
     }
 }

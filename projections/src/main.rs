@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
     info!(?settings, "starting projectors");
 
     let shutdown = CancellationToken::new();
+    ops::metrics::serve(settings.metrics_addr, shutdown.clone().cancelled_owned())
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", settings.metrics_addr))?;
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

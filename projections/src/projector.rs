@@ -43,6 +43,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
 use sqlx::PgPool;
@@ -110,7 +111,30 @@ struct ProjectorContext {
     rebalances: AtomicU64,
 }
 
-impl ClientContext for ProjectorContext {}
+/// How often librdkafka reports statistics (the source of the lag gauge).
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+impl ClientContext for ProjectorContext {
+    /// `keel_projector_lag_messages{projection, topic, partition}`: messages between the
+    /// group's position (stored offset) and the partition's end, for assigned partitions.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // -1: the internal unassigned partition, or a lag librdkafka does not know.
+                if *partition < 0 || stats.consumer_lag_stored < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    "keel_projector_lag_messages",
+                    "projection" => self.projection,
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(stats.consumer_lag_stored as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for ProjectorContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -239,6 +263,7 @@ impl Projector {
             // what is stored, periodically and on revoke.
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .set(
                 "auto.commit.interval.ms",
                 kafka.auto_commit_interval.as_millis().to_string(),
@@ -599,6 +624,12 @@ impl Projector {
             "dead-lettering message"
         );
         let name = self.projection.name();
+        metrics::counter!(
+            "keel_projector_dead_letters_total",
+            "projection" => name,
+            "reason" => letter.reason.to_string(),
+        )
+        .increment(1);
         let mut attempt = 1;
         loop {
             let outcome = async {
@@ -716,6 +747,7 @@ impl Projector {
     fn committed(&self, run: &[Item], stats: TxStats) {
         let messages: Vec<&OwnedMessage> = run.iter().map(|item| &item.message).collect();
         self.store_offsets(messages.iter().copied());
+        self.record_metrics(run, &stats);
         self.progress.send_modify(|p| {
             p.applied += stats.applied;
             p.duplicates += stats.duplicates;
@@ -723,6 +755,38 @@ impl Projector {
             p.dead_lettered += stats.parked;
             p.transactions += 1;
         });
+    }
+
+    /// `keel_projector_events_total{projection, outcome}` and the age of applied events
+    /// (occurred → visible in the read model). The lag per partition comes from
+    /// librdkafka's statistics ([`ProjectorContext::stats`]).
+    fn record_metrics(&self, run: &[Item], stats: &TxStats) {
+        let projection = self.projection.name();
+        for (outcome, count) in [
+            ("applied", stats.applied),
+            ("duplicate", stats.duplicates),
+            ("gap", stats.gaps),
+            ("parked", stats.parked),
+        ] {
+            if count > 0 {
+                metrics::counter!(
+                    "keel_projector_events_total",
+                    "projection" => projection,
+                    "outcome" => outcome,
+                )
+                .increment(count);
+            }
+        }
+        let now = chrono::Utc::now();
+        let age =
+            metrics::histogram!("keel_projector_event_age_seconds", "projection" => projection);
+        for event in run.iter().filter_map(Item::event) {
+            let micros = (now - event.metadata.occurred_at)
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(0);
+            age.record(micros as f64 / 1e6);
+        }
     }
 
     /// Stores (for the next commit) the offset after each partition's last message.

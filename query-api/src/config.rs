@@ -10,6 +10,13 @@
 //! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
 //! | `KEEL_READ_WAIT_TIMEOUT_MS` | `2000` | longest wait of a `?min_version=` read for the read model to catch up |
 //! | `KEEL_READ_WAIT_RECHECK_MS` | `100` | while waiting, re-read at least this often (in case a notification is lost) |
+//! | `KEEL_AUTH` | `jwt` | `jwt`: bearer tokens required (a key below must be set); `disabled`: local development only |
+//! | `KEEL_AUTH_HS256_SECRET` / `_FILE` | — | HS256 key (≥ 32 bytes), inline or from a file (secret: never logged) |
+//! | `KEEL_AUTH_RS256_PUBLIC_KEY` / `_FILE` | — | RS256 public key (PEM), inline or from a file |
+//! | `KEEL_AUTH_ISSUER`, `KEEL_AUTH_AUDIENCE` | — | required `iss` / `aud` claims, if set |
+//! | `KEEL_AUTH_LEEWAY_SECS` | `30` | clock skew tolerated on `exp` / `nbf` |
+//! | `KEEL_RATE_LIMIT_PER_SECOND` | `200` | requests per second per client (token subject, else IP); `0` = off |
+//! | `KEEL_RATE_LIMIT_BURST` | twice the rate | requests a client may send at once |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 
@@ -18,6 +25,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ops::auth::AuthSettings;
+use ops::rate_limit::RateLimitSettings;
 use sqlx::postgres::PgConnectOptions;
 
 /// Everything the query API needs to start.
@@ -42,6 +51,11 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// How long in-flight requests may drain after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Bearer-token authentication (`Disabled` by default in code; the environment's
+    /// default is `jwt`, which needs a key).
+    pub auth: AuthSettings,
+    /// Per-client rate limit; `None` = off.
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 /// Database settings.
@@ -163,6 +177,8 @@ impl Default for Settings {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8090)),
                 request_timeout: Duration::from_secs(10),
                 shutdown_grace: Duration::from_secs(20),
+                auth: AuthSettings::Disabled,
+                rate_limit: None,
             },
             database: DatabaseSettings {
                 url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
@@ -177,6 +193,15 @@ impl Default for Settings {
                 format: LogFormat::Json,
                 filter: "info".into(),
             },
+        }
+    }
+}
+
+impl From<ops::ConfigError> for ConfigError {
+    fn from(error: ops::ConfigError) -> Self {
+        Self::Invalid {
+            var: error.var,
+            reason: error.reason,
         }
     }
 }
@@ -207,6 +232,8 @@ impl Settings {
         if let Some(secs) = env.parsed("KEEL_SHUTDOWN_GRACE_SECS")? {
             settings.http.shutdown_grace = Duration::from_secs(secs);
         }
+        settings.http.auth = AuthSettings::from_lookup(&lookup)?;
+        settings.http.rate_limit = RateLimitSettings::from_lookup(&lookup)?;
         if let Some(url) = lookup("KEEL_DATABASE_URL") {
             let url = DatabaseUrl::new(url);
             url.connect_options()?;
@@ -305,7 +332,11 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Settings::from_lookup(|name| vars.get(name).cloned())
+        Settings::from_lookup(|name| {
+            vars.get(name)
+                .cloned()
+                .or_else(|| (name == "KEEL_AUTH").then(|| "disabled".to_owned()))
+        })
     }
 
     #[test]

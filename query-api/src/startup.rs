@@ -30,6 +30,9 @@ pub enum StartupError {
     /// The settings are unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The authentication settings are unusable.
+    #[error(transparent)]
+    Auth(#[from] ops::ConfigError),
     /// The listen address is unavailable.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -93,7 +96,7 @@ impl Application {
                 settings.read_wait.recheck_interval,
             ),
         };
-        let router = http::router(state, &settings.http);
+        let router = http::router(state, &settings.http)?;
         Ok(Self {
             listener,
             local_addr,
@@ -121,8 +124,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let stop_accepting = CancellationToken::new();
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        // Peer addresses key the rate limit of clients without a valid token.
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { serve.await });
 
         let result = tokio::select! {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub mod broker;
 pub mod platform;
 pub mod saga_harness;
+pub mod tokens;
 
 pub use broker::TestBroker;
 pub use platform::Platform;

@@ -28,7 +28,10 @@ pub struct PlatformService {
     pub env: &'static [(&'static str, &'static str)],
 }
 
-/// Started in this order by `cargo xtask up`; ports match the README.
+/// Started in this order by `cargo xtask up`; ports match the README. The local stack is a
+/// development stack: authentication and rate limiting are off (each API logs a warning),
+/// so the README's curl walk-through and the benchmarks need no tokens. The security tests
+/// start their own services with both on.
 pub const SERVICES: &[PlatformService] = &[
     PlatformService {
         name: "command-api",
@@ -38,6 +41,8 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[
             ("KEEL_HTTP_ADDR", "127.0.0.1:8080"),
             ("KEEL_LOG_FORMAT", "pretty"),
+            ("KEEL_AUTH", "disabled"),
+            ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
         ],
     },
     PlatformService {
@@ -45,7 +50,10 @@ pub const SERVICES: &[PlatformService] = &[
         package: "command-api",
         binary: "outbox-relay",
         http_port: None,
-        env: &[("KEEL_LOG_FORMAT", "pretty")],
+        env: &[
+            ("KEEL_LOG_FORMAT", "pretty"),
+            ("KEEL_METRICS_ADDR", "127.0.0.1:9101"),
+        ],
     },
     PlatformService {
         name: "saga",
@@ -55,6 +63,7 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[
             ("KEEL_COMMAND_API_URL", "http://127.0.0.1:8080"),
             ("KEEL_LOG_FORMAT", "pretty"),
+            ("KEEL_METRICS_ADDR", "127.0.0.1:9102"),
         ],
     },
     PlatformService {
@@ -62,7 +71,10 @@ pub const SERVICES: &[PlatformService] = &[
         package: "projections",
         binary: "projections",
         http_port: None,
-        env: &[("KEEL_LOG_FORMAT", "pretty")],
+        env: &[
+            ("KEEL_LOG_FORMAT", "pretty"),
+            ("KEEL_METRICS_ADDR", "127.0.0.1:9103"),
+        ],
     },
     PlatformService {
         name: "query-api",
@@ -72,6 +84,8 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[
             ("KEEL_HTTP_ADDR", "127.0.0.1:8090"),
             ("KEEL_LOG_FORMAT", "pretty"),
+            ("KEEL_AUTH", "disabled"),
+            ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
         ],
     },
 ];

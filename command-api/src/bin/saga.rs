@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use command_api::config::Settings;
+use command_api::config::LogSettings;
 use command_api::saga::{SagaConfig, SagaRunner};
 use command_api::startup::{cancel_on_shutdown_signal, connect_and_migrate, retry_until_ready};
 use command_api::telemetry;
@@ -16,12 +16,15 @@ const PREPARE_RETRY: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::from_env().context("invalid configuration")?;
-    telemetry::init(&settings.log).context("cannot set up logging")?;
+    let log = LogSettings::from_env().context("invalid log configuration")?;
+    telemetry::init(&log).context("cannot set up logging")?;
     let config = SagaConfig::from_env().context("invalid saga configuration")?;
     tracing::info!(config = ?config, "starting order fulfilment saga");
 
     let cancel = cancel_on_shutdown_signal();
+    ops::metrics::serve(config.metrics_addr, cancel.clone().cancelled_owned())
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", config.metrics_addr))?;
     // The saga may start before the command API: make sure its tables exist.
     let pool = connect_and_migrate(config.database.clone(), 4).await?;
     let started = retry_until_ready("saga", PREPARE_RETRY, &cancel, || {

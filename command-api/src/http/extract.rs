@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ops::auth::Principal;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -314,7 +315,7 @@ pub struct CommandHeaders {
     pub correlation_id: Uuid,
     /// `X-Causation-Id`.
     pub causation_id: Option<Uuid>,
-    /// `X-Actor`, or [`ANONYMOUS_ACTOR`].
+    /// The token's subject; without authentication `X-Actor`, or [`ANONYMOUS_ACTOR`].
     pub actor: String,
     /// `If-Match`.
     pub expected_version: Option<ExpectedVersion>,
@@ -345,9 +346,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
                 })
             })
             .transpose()?;
-        let actor = match text_header(headers, &X_ACTOR, "X-Actor")? {
-            None => ANONYMOUS_ACTOR.to_owned(),
-            Some(actor) => validate_actor(actor.trim())?,
+        // With authentication on, the verified token says who acts and X-Actor is ignored;
+        // without it (local development), the caller names itself.
+        let actor = match parts.extensions.get::<Principal>() {
+            Some(principal) => principal.subject.clone(),
+            None => match text_header(headers, &X_ACTOR, "X-Actor")? {
+                None => ANONYMOUS_ACTOR.to_owned(),
+                Some(actor) => validate_actor(actor.trim())?,
+            },
         };
         let expected_version = text_header(headers, &header::IF_MATCH, "If-Match")?
             .map(parse_if_match)

@@ -20,7 +20,10 @@
 //! | POST | `/inventory/{sku}/reservations` | `ReserveStock` | 201 (200 if already reserved) |
 //! | POST | `/inventory/{sku}/reservations/{order_id}/release` | `ReleaseReservation` | 200 |
 //! | POST | `/inventory/{sku}/reservations/{order_id}/commit` | `CommitReservation` | 200 |
-//! | GET | `/health/live`, `/health/ready`, `/openapi.json` | — | 200 |
+//! | GET | `/health/live`, `/health/ready`, `/openapi.json`, `/metrics` | — | 200 |
+//!
+//! Every command route needs a bearer token with the `writer` role (see [`access`]); the
+//! token's subject is the actor of the events it records.
 
 pub mod extract;
 pub mod health;
@@ -39,12 +42,14 @@ use aggregates::order::Order;
 use aggregates::payment::Payment;
 use aggregates::{Currency, Money};
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cqrs_es::Aggregate;
+use ops::auth::{Access, Role};
+use ops::gate::Gate;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tower_http::timeout::TimeoutLayer;
@@ -136,8 +141,26 @@ impl From<MoneyBody> for Money {
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
 
+/// Name of this service in metrics labels.
+pub const SERVICE: &str = "command-api";
+
+/// Probes, the OpenAPI document and metrics are public; everything else is a command and
+/// needs the `writer` role.
+pub fn access(_method: &Method, path: &str) -> Access {
+    match path {
+        "/health/live" | "/health/ready" | "/openapi.json" | "/metrics" => Access::Public,
+        _ => Access::Requires(Role::Writer),
+    }
+}
+
 /// The whole HTTP application and its OpenAPI document.
-pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+///
+/// # Errors
+/// If the authentication settings are unusable (a key that does not parse).
+pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
+    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
+    // The process serving /metrics records from its first request on.
+    ops::metrics::install();
     let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(orders::create_order))
         .routes(routes!(orders::add_order_line))
@@ -166,41 +189,50 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let openapi = Arc::new(openapi);
 
     let ids = Arc::clone(&state.ids);
-    api.route(
-        "/openapi.json",
-        get(move || {
-            let openapi = Arc::clone(&openapi);
-            async move { Json(openapi.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
-    .method_not_allowed_fallback(|| async { Problem::for_status(StatusCode::METHOD_NOT_ALLOWED) })
-    .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-    .with_state(state)
-    // Outermost last: correlation → trace → problem bodies → timeout → routes.
-    .layer(TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        settings.request_timeout,
-    ))
-    .layer(middleware::from_fn(problem_bodies))
-    .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|request: &Request| {
-                let correlation_id = request
-                    .extensions()
-                    .get::<CorrelationId>()
-                    .map(|id| id.0.to_string())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "http_request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    correlation_id = %correlation_id,
-                )
-            })
-            .on_response(DefaultOnResponse::new().level(Level::INFO)),
-    )
-    .layer(middleware::from_fn_with_state(ids, extract::correlate))
+    Ok(api
+        .merge(ops::metrics::routes())
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async {
+            Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .with_state(state)
+        // Outermost last: correlation → trace → metrics → gate → problem bodies → timeout → routes.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(middleware::from_fn(problem_bodies))
+        .layer(middleware::from_fn_with_state(gate, ops::gate::enforce))
+        .layer(middleware::from_fn_with_state(
+            SERVICE,
+            ops::metrics::track_http,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let correlation_id = request
+                        .extensions()
+                        .get::<CorrelationId>()
+                        .map(|id| id.0.to_string())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "http_request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        correlation_id = %correlation_id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(middleware::from_fn_with_state(ids, extract::correlate)))
 }
 
 /// Safety net: an error response that is not already a problem document (from a layer such

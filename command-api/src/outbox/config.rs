@@ -27,8 +27,10 @@ pub struct RelayConfig {
     pub producer_batch_bytes: u32,
     /// librdkafka `message.timeout.ms`: after this an unacknowledged batch is retried.
     pub message_timeout: Duration,
-    /// How often the backlog size and age are logged.
+    /// How often the backlog size and age are logged and exported as metrics.
     pub backlog_report_interval: Duration,
+    /// Where `/metrics` is served (`KEEL_METRICS_ADDR`).
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("producer_batch_bytes", &self.producer_batch_bytes)
             .field("message_timeout", &self.message_timeout)
             .field("backlog_report_interval", &self.backlog_report_interval)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -67,6 +70,7 @@ impl RelayConfig {
             producer_batch_bytes: 1_000_000,
             message_timeout: Duration::from_secs(30),
             backlog_report_interval: Duration::from_secs(10),
+            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9101)),
         }
     }
 
@@ -96,6 +100,7 @@ impl RelayConfig {
             "KEEL_RELAY_BACKLOG_REPORT_MS",
             config.backlog_report_interval,
         )?;
+        config.metrics_addr = number("KEEL_METRICS_ADDR", config.metrics_addr)?;
         if config.batch_size < 1 || config.topic_partitions < 1 {
             return Err(RelayError::Config(
                 "KEEL_RELAY_BATCH_SIZE and KEEL_TOPIC_PARTITIONS must be at least 1".into(),

@@ -91,7 +91,7 @@ impl OutboxRelay {
         let mut leases = ShardLeases::new(self.relay_id);
         let mut producer = self.producer()?;
         let mut last_rebalance: Option<Instant> = None;
-        let mut last_report = Instant::now();
+        let mut last_report: Option<Instant> = None;
         let mut failures = 0_u32;
         let outcome = loop {
             if cancel.is_cancelled() {
@@ -104,9 +104,9 @@ impl OutboxRelay {
                 }
                 last_rebalance = Some(Instant::now());
             }
-            if last_report.elapsed() >= self.config.backlog_report_interval {
+            if last_report.is_none_or(|at| at.elapsed() >= self.config.backlog_report_interval) {
                 self.report_backlog(&mut connection, &leases).await?;
-                last_report = Instant::now();
+                last_report = Some(Instant::now());
             }
             let shards = leases.held();
             if shards.is_empty() {
@@ -127,6 +127,7 @@ impl OutboxRelay {
             {
                 Ok(Some(published)) => {
                     delete_published(&mut connection, &published.acknowledged).await?;
+                    record_published(&batch, &published);
                     if !published.held_back.is_empty() {
                         note_failed_attempt(&mut connection, &published.held_back).await?;
                         sleep_or_cancel(self.config.poll_interval, cancel).await;
@@ -136,6 +137,7 @@ impl OutboxRelay {
                 Ok(None) => break Ok(()),
                 Err(error) => {
                     failures += 1;
+                    metrics::counter!("keel_relay_publish_failures_total").increment(1);
                     let positions: Vec<i64> =
                         batch.iter().map(|event| event.global_position).collect();
                     note_failed_attempt(&mut connection, &positions).await?;
@@ -288,6 +290,10 @@ impl OutboxRelay {
             .oldest_age(chrono::Utc::now())
             .map(|age| age.num_milliseconds())
             .unwrap_or(0);
+        metrics::gauge!("keel_outbox_backlog_events").set(backlog.events as f64);
+        metrics::gauge!("keel_outbox_oldest_unpublished_age_seconds")
+            .set(oldest_age_ms as f64 / 1000.0);
+        metrics::gauge!("keel_relay_shards_held").set(leases.held().len() as f64);
         tracing::info!(
             relay_id = %self.relay_id,
             backlog_events = backlog.events,
@@ -308,5 +314,27 @@ async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         () = cancel.cancelled() => {}
+    }
+}
+
+/// `keel_relay_events_published_total{aggregate}` and the lag from append to broker
+/// acknowledgement, `keel_relay_publish_lag_seconds`.
+fn record_published(batch: &[PendingEvent], published: &PublishedBatch) {
+    let acknowledged: HashSet<i64> = published.acknowledged.iter().copied().collect();
+    let now = chrono::Utc::now();
+    for event in batch
+        .iter()
+        .filter(|event| acknowledged.contains(&event.global_position))
+    {
+        metrics::counter!(
+            "keel_relay_events_published_total",
+            "aggregate" => event.aggregate_type.clone(),
+        )
+        .increment(1);
+        let lag = (now - event.recorded_at)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0);
+        metrics::histogram!("keel_relay_publish_lag_seconds").record(lag as f64 / 1e6);
     }
 }

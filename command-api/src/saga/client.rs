@@ -36,6 +36,17 @@ pub enum Delivery {
 pub struct CommandClient {
     http: reqwest::Client,
     base_url: String,
+    bearer_token: Option<BearerToken>,
+}
+
+/// The saga's token for the command API (its subject is the actor of the saga's commands).
+#[derive(Clone)]
+pub struct BearerToken(pub String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(***)")
+    }
 }
 
 impl CommandClient {
@@ -43,12 +54,17 @@ impl CommandClient {
     ///
     /// # Errors
     /// The HTTP client cannot be built (TLS backend initialisation).
-    pub fn new(base_url: &str, request_timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        request_timeout: Duration,
+        bearer_token: Option<BearerToken>,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(request_timeout)
                 .build()?,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            bearer_token,
         })
     }
 
@@ -62,6 +78,9 @@ impl CommandClient {
             .header(X_CORRELATION_ID, saga.correlation_id.to_string())
             .header(X_CAUSATION_ID, queued.causation_id.to_string())
             .header(X_ACTOR, SAGA_ACTOR);
+        if let Some(token) = &self.bearer_token {
+            request = request.bearer_auth(&token.0);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -88,7 +107,11 @@ impl CommandClient {
 }
 
 fn classify(status: StatusCode, code: String) -> Delivery {
+    // 401/403 say the saga's credentials are wrong, not that the business said no: retry
+    // (an operator can fix the token) rather than compensate a healthy order.
     let transient = status.is_server_error()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
         || code == "concurrency.conflict";

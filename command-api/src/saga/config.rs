@@ -10,6 +10,8 @@
 //! | `KEEL_SAGA_GROUP_ID` | `keel-saga` | the saga's own consumer group |
 //! | `KEEL_SAGA_START_FROM` | `earliest` | where a new group starts: `earliest` or `latest` |
 //! | `KEEL_COMMAND_API_URL` | `http://127.0.0.1:8080` | where commands are sent |
+//! | `KEEL_SAGA_COMMAND_API_TOKEN` / `_FILE` | — | bearer token (role `writer`) for the command API, inline or from a file (secret: never logged) |
+//! | `KEEL_METRICS_ADDR` | `127.0.0.1:9102` | `/metrics` listener (port 0 picks a free port) |
 //! | `KEEL_SAGA_STEP_TIMEOUT_MS` | `30000` | reservation and authorization deadline |
 //! | `KEEL_SAGA_POLL_MS` | `200` | how often due commands and deadlines are checked |
 //! | `KEEL_SAGA_RETRY_BASE_MS` | `200` | first retry's backoff ceiling for a command (doubles, full jitter) |
@@ -22,6 +24,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
+
+use super::client::BearerToken;
 
 /// Settings of one saga process.
 #[derive(Clone)]
@@ -42,6 +46,10 @@ pub struct SagaConfig {
     pub start_from: StartFrom,
     /// Command API base URL.
     pub command_api_url: String,
+    /// Bearer token for the command API, when it requires one.
+    pub command_api_token: Option<BearerToken>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
     /// Deadline of the reservation and the authorization step.
     pub step_timeout: Duration,
     /// Dispatcher and deadline sweep period.
@@ -86,6 +94,8 @@ impl std::fmt::Debug for SagaConfig {
             .field("group_id", &self.group_id)
             .field("start_from", &self.start_from)
             .field("command_api_url", &self.command_api_url)
+            .field("command_api_token", &self.command_api_token)
+            .field("metrics_addr", &self.metrics_addr)
             .field("step_timeout", &self.step_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("retry_base", &self.retry_base)
@@ -118,6 +128,8 @@ impl SagaConfig {
             group_id: "keel-saga".into(),
             start_from: StartFrom::Earliest,
             command_api_url: "http://127.0.0.1:8080".into(),
+            command_api_token: None,
+            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9102)),
             step_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
             retry_base: Duration::from_millis(200),
@@ -161,6 +173,22 @@ impl SagaConfig {
         text("KEEL_TOPIC_PREFIX", &mut config.topic_prefix);
         text("KEEL_SAGA_GROUP_ID", &mut config.group_id);
         text("KEEL_COMMAND_API_URL", &mut config.command_api_url);
+        config.command_api_token = ops::env::secret(
+            &lookup,
+            "KEEL_SAGA_COMMAND_API_TOKEN",
+            "KEEL_SAGA_COMMAND_API_TOKEN_FILE",
+        )
+        .map_err(|e| SagaConfigError {
+            var: e.var,
+            reason: e.reason,
+        })?
+        .map(BearerToken);
+        if let Some(addr) = lookup("KEEL_METRICS_ADDR") {
+            config.metrics_addr = addr.trim().parse().map_err(|e| SagaConfigError {
+                var: "KEEL_METRICS_ADDR",
+                reason: format!("cannot parse {addr:?}: {e}"),
+            })?;
+        }
         let number = |var: &'static str| -> Result<Option<u64>, SagaConfigError> {
             lookup(var)
                 .map(|value| {

@@ -31,6 +31,9 @@ use super::store::{self, Checkpoint, Lock, SagaKey, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::outbox::{RelayError, ensure_topics};
 
+/// How often `keel_saga_flows` is refreshed from the saga table.
+const FLOW_GAUGE_EVERY: Duration = Duration::from_secs(5);
+
 /// Sagas handled per dispatcher round and per deadline sweep.
 const ROUND_LIMIT: i64 = 100;
 /// Pause before retrying a message after a database or registry outage.
@@ -161,7 +164,11 @@ impl SagaRunner {
             .map(|kind| (kind.topic(&config.topic_prefix), *kind))
             .collect();
         let decoder = EventDecoder::new(&config.schema_registry_url, kinds)?;
-        let client = CommandClient::new(&config.command_api_url, config.http_timeout)?;
+        let client = CommandClient::new(
+            &config.command_api_url,
+            config.http_timeout,
+            config.command_api_token.clone(),
+        )?;
         info!(group_id = %config.group_id, ?topics, command_api = %config.command_api_url, "saga subscribed");
         Ok(Self {
             config,
@@ -338,7 +345,13 @@ impl SagaRunner {
     }
 
     async fn dispatch(&self, shutdown: &CancellationToken) {
+        let mut flows_reported: Option<std::time::Instant> = None;
+        let mut statuses_seen = std::collections::HashSet::new();
         loop {
+            if flows_reported.is_none_or(|at| at.elapsed() >= FLOW_GAUGE_EVERY) {
+                self.report_flows(&mut statuses_seen).await;
+                flows_reported = Some(std::time::Instant::now());
+            }
             if let Err(error) = self.sweep_deadlines().await {
                 warn!(%error, "deadline sweep failed");
             }
@@ -350,6 +363,25 @@ impl SagaRunner {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
+        }
+    }
+
+    /// Sets `keel_saga_flows{status}`; a status that emptied goes back to 0.
+    async fn report_flows(&self, statuses_seen: &mut std::collections::HashSet<String>) {
+        match store::count_by_status(&self.pool).await {
+            Ok(counts) => {
+                let mut current = std::collections::HashSet::new();
+                for (status, flows) in counts {
+                    metrics::gauge!("keel_saga_flows", "status" => status.clone())
+                        .set(flows as f64);
+                    current.insert(status);
+                }
+                for status in statuses_seen.difference(&current) {
+                    metrics::gauge!("keel_saga_flows", "status" => status.clone()).set(0.0);
+                }
+                statuses_seen.extend(current);
+            }
+            Err(error) => warn!(%error, "counting saga flows failed"),
         }
     }
 

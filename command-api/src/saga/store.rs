@@ -354,3 +354,13 @@ pub async fn sagas_past_deadline(
     .fetch_all(pool)
     .await?)
 }
+
+/// How many sagas are in each status, for the `keel_saga_flows` gauge.
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT status, count(*) AS flows FROM saga_instances GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("status")?, row.try_get("flows")?)))
+        .collect()
+}

@@ -17,6 +17,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
+use aggregates::NamedCommand;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -210,6 +213,7 @@ type Outcome<A> = Result<CommandOutcome, CommandError<<A as Aggregate>::Error>>;
 impl<A> AggregateStore<A>
 where
     A: Aggregate + Clone,
+    A::Command: NamedCommand,
 {
     /// A store over `pool`; with `snapshot_every = Some(n)` the aggregate is snapshotted
     /// every `n` events and loaded from its latest snapshot.
@@ -238,6 +242,14 @@ where
     /// # Errors
     /// [`CommandError`]; in every case nothing was appended.
     pub async fn execute(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+        let command = envelope.command.command_name();
+        let started = Instant::now();
+        let outcome = self.execute_once(envelope).await;
+        record_command_metrics(A::TYPE, command, &outcome, started.elapsed());
+        outcome
+    }
+
+    async fn execute_once(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
         let Some(request) = envelope.idempotency.clone() else {
             return self.decide_and_append(envelope).await;
         };
@@ -459,6 +471,47 @@ fn to_u64<T: TryInto<u64>>(value: T) -> u64 {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `keel_commands_total{aggregate, command, outcome}`, the command latency histogram, and
+/// `keel_concurrency_conflicts_total{aggregate}` for lost races (409 and 412).
+fn record_command_metrics<E: std::error::Error>(
+    aggregate: &'static str,
+    command: &'static str,
+    outcome: &Result<CommandOutcome, CommandError<E>>,
+    elapsed: Duration,
+) {
+    let label = match outcome {
+        Ok(outcome) if outcome.replayed => "replayed",
+        Ok(outcome) if outcome.events.is_empty() => "unchanged",
+        Ok(_) => "accepted",
+        Err(CommandError::Domain(_)) => "rejected",
+        Err(CommandError::PreconditionFailed { .. }) => "precondition_failed",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(CommandError::IdempotencyKeyReused) => "idempotency_key_reused",
+        Err(CommandError::Unavailable(_)) => "unavailable",
+        Err(CommandError::Corrupt(_)) => "corrupt",
+    };
+    if matches!(
+        outcome,
+        Err(CommandError::Conflict { .. } | CommandError::PreconditionFailed { .. })
+    ) {
+        metrics::counter!("keel_concurrency_conflicts_total", "aggregate" => aggregate)
+            .increment(1);
+    }
+    metrics::counter!(
+        "keel_commands_total",
+        "aggregate" => aggregate,
+        "command" => command,
+        "outcome" => label,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "keel_command_duration_seconds",
+        "aggregate" => aggregate,
+        "command" => command,
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

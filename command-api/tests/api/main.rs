@@ -11,4 +11,5 @@ mod inventory;
 mod metadata;
 mod orders;
 mod payments;
+mod security;
 mod service;

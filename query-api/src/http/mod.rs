@@ -19,10 +19,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
+use ops::auth::{Access, Role};
+use ops::gate::Gate;
 use serde::Serialize;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -99,8 +101,30 @@ impl<T: Serialize> IntoResponse for Versioned<T> {
     }
 }
 
+/// Name of this service in metrics labels.
+pub const SERVICE: &str = "query-api";
+
+/// Probes, the OpenAPI document and metrics are public; the audit trail and the
+/// projections' replay status need `auditor`; the read models need `reader`.
+pub fn access(_method: &Method, path: &str) -> Access {
+    match path {
+        "/health/live" | "/health/ready" | "/openapi.json" | "/metrics" => Access::Public,
+        _ if path == "/audit" || path.starts_with("/audit/") => Access::Requires(Role::Auditor),
+        _ if path == "/projections" || path.starts_with("/projections/") => {
+            Access::Requires(Role::Auditor)
+        }
+        _ => Access::Requires(Role::Reader),
+    }
+}
+
 /// The whole HTTP application and its OpenAPI document.
-pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+///
+/// # Errors
+/// If the authentication settings are unusable (a key that does not parse).
+pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
+    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
+    // The process serving /metrics records from its first request on.
+    ops::metrics::install();
     let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::list_customer_orders))
@@ -120,18 +144,26 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .split_for_parts();
     openapi::document_query_conventions(&mut openapi);
 
-    api.fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+    Ok(api
+        .merge(ops::metrics::routes())
+        .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .with_state(state)
         .layer(Extension(Arc::new(openapi)))
-        // Outermost last: request id → trace → problem bodies → timeout → routes.
+        // Outermost last: request id → trace → metrics → gate → problem bodies → timeout →
+        // routes.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
         .layer(middleware::from_fn(problem_bodies))
+        .layer(middleware::from_fn_with_state(gate, ops::gate::enforce))
+        .layer(middleware::from_fn_with_state(
+            SERVICE,
+            ops::metrics::track_http,
+        ))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -153,7 +185,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                 // with their cause where they happen.
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid)))
 }
 
 /// Safety net: an error response that is not already a problem document (from a layer such

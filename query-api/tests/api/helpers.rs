@@ -226,13 +226,15 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {
-        let response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
+        self.get_with(path, &[]).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut request = self.client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.expect("request sent")).await
     }
 
     /// Signals shutdown and waits for the server to stop, bounded.

@@ -8,5 +8,6 @@ mod customers;
 mod helpers;
 mod orders;
 mod payments;
+mod security;
 mod service;
 mod stock;

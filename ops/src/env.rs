@@ -1,0 +1,70 @@
+//! Reading settings from the environment, and secrets from the environment or from files.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A configuration value that cannot be used. Names the variable; never echoes a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A variable lookup: the process environment in binaries, a map in tests.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `var` parsed as `T`, if set.
+///
+/// # Errors
+/// [`ConfigError`] if it is set and does not parse.
+pub fn parsed<T: FromStr>(lookup: Lookup<'_>, var: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    lookup(var)
+        .map(|value| {
+            value.trim().parse().map_err(|e: T::Err| ConfigError {
+                var,
+                reason: format!("cannot parse {value:?}: {e}"),
+            })
+        })
+        .transpose()
+}
+
+/// A secret given either inline in `var` or as the path of a file in `file_var` (the usual
+/// way to mount Kubernetes and Docker secrets). Setting both is ambiguous and refused.
+/// The value is never part of an error message.
+///
+/// # Errors
+/// [`ConfigError`] if both are set, the file cannot be read, or the secret is empty.
+pub fn secret(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let value = match (lookup(var), lookup(file_var)) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError {
+                var,
+                reason: format!("set either {var} or {file_var}, not both"),
+            });
+        }
+        (Some(value), None) => value,
+        (None, Some(path)) => std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
+            var: file_var,
+            reason: format!("cannot read {path:?}: {e}"),
+        })?,
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(ConfigError {
+            var,
+            reason: "is empty".into(),
+        });
+    }
+    Ok(Some(value))
+}

@@ -1,0 +1,20 @@
+//! Operations and security shared by the platform's processes.
+//!
+//! - [`metrics`]: the Prometheus recorder every binary installs once, the `/metrics`
+//!   endpoint, and HTTP request metrics per route and status.
+//! - [`auth`]: JWT bearer tokens (HS256 or RS256 with a configured key) mapped to roles,
+//!   and the access rule of each route.
+//! - [`rate_limit`]: per-client request quotas answered with 429 and `Retry-After`.
+//! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
+//!
+//! Libraries record metrics through the `metrics` facade; only binaries (and tests that
+//! want to read them) install the exporter.
+
+pub mod auth;
+pub mod env;
+pub mod gate;
+pub mod metrics;
+mod problem;
+pub mod rate_limit;
+
+pub use self::env::ConfigError;
