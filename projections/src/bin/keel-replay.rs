@@ -3,9 +3,9 @@
 //! ```text
 //! keel-replay list                                    position, lag, dead letters, rebuilds
 //! keel-replay status                                  unfinished rebuilds only
-//! keel-replay rebuild orders [--batch-size 5000] [--workers 2] [--keep-old] [--restart]
+//! keel-replay rebuild orders [--batch-size 5000] [--workers 2] [--keep-old] [--restart] [--per-event]
 //! keel-replay rebuild stock --from kafka              in place, from the topics
-//! keel-replay dev-seed --events 1000000               bulk events for measuring
+//! keel-replay dev-seed --events 1000000 [--inventory-only]  bulk events for measuring
 //! ```
 //!
 //! Ctrl-C stops a rebuild after the batch in progress; running the same command again
@@ -19,9 +19,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use projections::config::DatabaseUrl;
+use projections::replay::seed::SeedMix;
 use projections::replay::source::EventStore;
 use projections::replay::status::projection_status;
-use projections::replay::{self, Phase, RebuildOptions, RebuildProgress, RebuildReport};
+use projections::replay::{self, Fold, Phase, RebuildOptions, RebuildProgress, RebuildReport};
 use projections::{Projection, Settings, db, runtime};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -71,12 +72,19 @@ enum Command {
         /// Discard an unfinished rebuild and start from the beginning.
         #[arg(long)]
         restart: bool,
+        /// Apply event by event with the live apply code even where a set-based fold
+        /// exists (slower; for comparison).
+        #[arg(long)]
+        per_event: bool,
     },
     /// Writes bulk test events straight into the event store (development databases only).
     DevSeed {
         /// How many events.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Only inventory events (all of them read by `stock`), instead of half orders.
+        #[arg(long)]
+        inventory_only: bool,
     },
 }
 
@@ -124,19 +132,35 @@ async fn main() -> anyhow::Result<()> {
             workers,
             keep_old,
             restart,
+            per_event,
         } => {
             let options = RebuildOptions {
                 batch_size: batch_size as usize,
                 workers: workers as usize,
                 keep_old,
                 restart,
+                fold: if per_event {
+                    Fold::PerEvent
+                } else {
+                    Fold::SetBased
+                },
             };
             match from {
                 Source::Store => rebuild(&read_model, &store, projection, &options).await,
                 Source::Kafka => rebuild_from_kafka(&read_model, &settings, projection).await,
             }
         }
-        Command::DevSeed { events } => dev_seed(store.pool(), events).await,
+        Command::DevSeed {
+            events,
+            inventory_only,
+        } => {
+            let mix = if inventory_only {
+                SeedMix::InventoryOnly
+            } else {
+                SeedMix::Mixed
+            };
+            dev_seed(store.pool(), events, mix).await
+        }
     }
 }
 
@@ -325,7 +349,7 @@ async fn rebuild_from_kafka(
     Ok(())
 }
 
-async fn dev_seed(pool: &PgPool, events: u64) -> anyhow::Result<()> {
+async fn dev_seed(pool: &PgPool, events: u64, mix: SeedMix) -> anyhow::Result<()> {
     let bar = ProgressBar::with_draw_target(Some(events), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
@@ -334,7 +358,7 @@ async fn dev_seed(pool: &PgPool, events: u64) -> anyhow::Result<()> {
         .context("progress bar template")?,
     );
     let started = std::time::Instant::now();
-    let written = replay::seed::seed_events(pool, events, |n| bar.set_position(n))
+    let written = replay::seed::seed_events_with(pool, events, mix, |n| bar.set_position(n))
         .await
         .context("writing events")?;
     bar.finish();

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::PgConnection;
 
 use super::ReplayError;
+use super::set_based;
 use super::source::{EventStore, StoredEvent};
 use crate::Projection;
 use crate::event::AggregateKey;
@@ -33,17 +34,25 @@ impl std::ops::AddAssign for SliceStats {
 /// its id before its predecessor's committed, so it sorts first in commit order) gets them
 /// from the store first, by aggregate and sequence: nothing is ever applied across a gap
 /// and nothing is skipped.
+///
+/// Projections with a set-based fold ([`set_based`]) fold the whole slice in memory and
+/// write each touched row once; the others go through the live projector's apply code,
+/// event by event.
 pub(super) async fn apply_events(
     connection: &mut PgConnection,
     projection: Projection,
     events: &[&StoredEvent],
     store: &EventStore,
+    fold: Fold,
 ) -> Result<SliceStats, ReplayError> {
     let keys: BTreeSet<AggregateKey> = events.iter().map(|e| e.event.aggregate()).collect();
     let mut checkpoints = load_checkpoints(connection, &keys).await?;
     let mut advanced: HashMap<AggregateKey, i64> = HashMap::new();
     let mut stats = SliceStats::default();
-    for stored in events {
+    // Gap fillers read from the store, owned here; `plan` lists what to apply, in order.
+    let mut fillers: Vec<Vec<StoredEvent>> = Vec::new();
+    let mut plan: Vec<Planned> = Vec::with_capacity(events.len());
+    for (index, stored) in events.iter().enumerate() {
         let key = stored.event.aggregate();
         let sequence = stored.event.sequence();
         let checkpoint = checkpoints.get(&key).copied().unwrap_or_default();
@@ -62,18 +71,48 @@ pub(super) async fn apply_events(
                     before: sequence,
                 });
             }
-            for filler in &missing {
-                apply_one(connection, projection, filler).await?;
-                stats.applied += 1;
-            }
+            plan.extend((0..missing.len()).map(|at| Planned::Filler(fillers.len(), at)));
+            fillers.push(missing);
         }
-        apply_one(connection, projection, stored).await?;
-        stats.applied += 1;
+        plan.push(Planned::Event(index));
         checkpoints.insert(key.clone(), sequence);
         advanced.insert(key, sequence);
     }
+    let ordered: Vec<&StoredEvent> = plan
+        .iter()
+        .map(|planned| match *planned {
+            Planned::Event(index) => events[index],
+            Planned::Filler(set, at) => &fillers[set][at],
+        })
+        .collect();
+    if fold == Fold::SetBased && set_based::supports(projection) {
+        set_based::apply(connection, projection, &ordered).await?;
+    } else {
+        for stored in &ordered {
+            apply_one(connection, projection, stored).await?;
+        }
+    }
+    stats.applied += ordered.len() as u64;
     store_checkpoints(connection, &advanced).await?;
     Ok(stats)
+}
+
+/// How a slice is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fold {
+    /// In memory, each touched row written once, where the projection has a set-based
+    /// fold; event by event otherwise.
+    #[default]
+    SetBased,
+    /// Event by event with the live apply code, always (to compare against).
+    PerEvent,
+}
+
+/// One event to apply: from the slice, or a gap filler read from the store.
+#[derive(Debug, Clone, Copy)]
+enum Planned {
+    Event(usize),
+    Filler(usize, usize),
 }
 
 async fn apply_one(

@@ -10,9 +10,11 @@
 //!    ([`source`]; never steps over a late commit), `batch_size` events at a time (the next
 //!    batch is read while the current one is applied). A batch is split by aggregate over
 //!    `workers` connections; each applies its share in one transaction with the live
-//!    projector's rule and apply code ([`apply`]; the transaction's `search_path` points
-//!    the unqualified table names at the shadow), advancing the shadow checkpoints in the
-//!    same transaction. Once every share has committed, the progress row moves to the
+//!    projector's rule ([`apply`]; the transaction's `search_path` points the unqualified
+//!    table names at the shadow), advancing the shadow checkpoints in the same
+//!    transaction. A projection with a set-based fold (`stock`) folds the share in memory
+//!    and writes each touched row once with a multi-row upsert; the others run the live
+//!    apply code event by event. Once every share has committed, the progress row moves to the
 //!    batch's last position. A stop (Ctrl-C, [`CancellationToken`]) lands between batches;
 //!    running again resumes after the recorded position. Should a crash fall between a
 //!    share's commit and the progress row, the batch is read again and the shadow
@@ -52,6 +54,7 @@
 pub mod apply;
 pub mod kafka;
 pub mod seed;
+mod set_based;
 pub mod shadow;
 pub mod source;
 pub mod status;
@@ -66,6 +69,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use self::apply::Fold;
 use self::apply::{SliceStats, apply_events};
 use self::shadow::{StoredProgress, shadow_schema};
 use self::source::{EventStore, LogPosition, SourceError, StoredEvent};
@@ -157,6 +161,8 @@ pub struct RebuildOptions {
     pub keep_old: bool,
     /// Throw away an unfinished rebuild's shadow and start from the beginning.
     pub restart: bool,
+    /// Set-based where the projection allows it (the default), or event by event.
+    pub fold: Fold,
 }
 
 impl Default for RebuildOptions {
@@ -166,6 +172,7 @@ impl Default for RebuildOptions {
             workers: 2,
             keep_old: false,
             restart: false,
+            fold: Fold::SetBased,
         }
     }
 }
@@ -339,7 +346,7 @@ async fn rebuild(
         let batch = batch?;
         let last_batch = batch.len() < batch_size;
         if let Some(last) = batch.last() {
-            let stats = apply_batch(read_model, projection, store, &batch, options.workers).await?;
+            let stats = apply_batch(read_model, projection, store, &batch, options).await?;
             committed.position = last.position;
             committed.events_read += batch.len() as u64;
             committed.events_applied += stats.applied;
@@ -365,6 +372,7 @@ async fn rebuild(
         read_model,
         store,
         batch_size,
+        options.fold,
         &mut committed,
         keep_old_suffix.as_deref(),
     )
@@ -421,9 +429,9 @@ async fn apply_batch(
     projection: Projection,
     store: &EventStore,
     batch: &[StoredEvent],
-    workers: usize,
+    options: &RebuildOptions,
 ) -> Result<SliceStats, ReplayError> {
-    let workers = workers.clamp(1, 64);
+    let workers = options.workers.clamp(1, 64);
     let mut shares: Vec<Vec<&StoredEvent>> = vec![Vec::new(); workers];
     for event in batch {
         let mut hasher = DefaultHasher::new();
@@ -436,7 +444,7 @@ async fn apply_batch(
         shares
             .iter()
             .filter(|share| !share.is_empty())
-            .map(|share| apply_share(pool, projection, store, share)),
+            .map(|share| apply_share(pool, projection, store, share, options.fold)),
     )
     .await?;
     let mut total = SliceStats::default();
@@ -451,10 +459,11 @@ async fn apply_share(
     projection: Projection,
     store: &EventStore,
     share: &[&StoredEvent],
+    fold: Fold,
 ) -> Result<SliceStats, ReplayError> {
     let mut tx = pool.begin().await?;
     enter_shadow(&mut tx, projection, false).await?;
-    let stats = apply_events(&mut tx, projection, share, store).await?;
+    let stats = apply_events(&mut tx, projection, share, store, fold).await?;
     tx.commit().await?;
     Ok(stats)
 }
@@ -483,6 +492,7 @@ async fn catch_up_and_swap(
     read_model: &PgPool,
     store: &EventStore,
     batch_size: usize,
+    fold: Fold,
     committed: &mut StoredProgress,
     keep_old_suffix: Option<&str>,
 ) -> Result<shadow::Swapped, ReplayError> {
@@ -496,7 +506,7 @@ async fn catch_up_and_swap(
             .await?;
         let Some(last) = batch.last() else { break };
         let events: Vec<&StoredEvent> = batch.iter().collect();
-        let stats = apply_events(&mut tx, projection, &events, store).await?;
+        let stats = apply_events(&mut tx, projection, &events, store, fold).await?;
         committed.position = last.position;
         committed.events_read += batch.len() as u64;
         committed.events_applied += stats.applied;
@@ -518,7 +528,7 @@ async fn catch_up_and_swap(
             .read_stream(&key, shadow_sequence, live_sequence)
             .await?;
         let events: Vec<&StoredEvent> = events.iter().collect();
-        let stats = apply_events(&mut tx, projection, &events, store).await?;
+        let stats = apply_events(&mut tx, projection, &events, store, fold).await?;
         committed.events_applied += stats.applied;
     }
     let swapped = shadow::swap(&mut tx, projection, keep_old_suffix).await?;

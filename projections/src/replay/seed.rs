@@ -10,20 +10,47 @@ use uuid::Uuid;
 /// Rows per statement (and transaction).
 const CHUNK: i64 = 50_000;
 
-/// Writes about `events` events: half inventory (`StockAdded`, ten per SKU), half orders
-/// (`OrderCreated` then `OrderLineAdded`), interleaved chunk by chunk. `progress` is called
-/// with the events written so far. Returns the events written.
+/// What [`seed_events`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeedMix {
+    /// Half inventory (`StockAdded`, ten per SKU), half orders (`OrderCreated` then
+    /// `OrderLineAdded`).
+    #[default]
+    Mixed,
+    /// Inventory events only (ten per SKU): every event is one the `stock` projection reads.
+    InventoryOnly,
+}
+
+/// Writes about `events` events as `mix` says, interleaved chunk by chunk. `progress` is
+/// called with the events written so far. Returns the events written.
 ///
 /// # Errors
 /// Database errors.
 pub async fn seed_events(
     pool: &PgPool,
     events: u64,
+    progress: impl FnMut(u64),
+) -> Result<u64, sqlx::Error> {
+    seed_events_with(pool, events, SeedMix::Mixed, progress).await
+}
+
+/// [`seed_events`] with a choice of events.
+///
+/// # Errors
+/// Database errors.
+pub async fn seed_events_with(
+    pool: &PgPool,
+    events: u64,
+    mix: SeedMix,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, sqlx::Error> {
     let tag = Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let inventory_events = i64::try_from(events / 2).unwrap_or(i64::MAX);
-    let orders = i64::try_from(events.saturating_sub(events / 2) / 2).unwrap_or(i64::MAX);
+    let inventory_share = match mix {
+        SeedMix::Mixed => events / 2,
+        SeedMix::InventoryOnly => events,
+    };
+    let inventory_events = i64::try_from(inventory_share).unwrap_or(i64::MAX);
+    let orders = i64::try_from(events.saturating_sub(inventory_share) / 2).unwrap_or(i64::MAX);
     let skus = (inventory_events / 10).max(1);
     let mut written = 0_u64;
     let (mut inventory_next, mut order_next) = (0_i64, 0_i64);

@@ -106,12 +106,16 @@ impl EventStore {
         after: LogPosition,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, SourceError> {
+        // The ORDER BY names the table's columns: unqualified, `transaction_id` would be
+        // the output column (the bigint cast), which no index delivers in order, so every
+        // read would sort the whole rest of the store before its LIMIT (quadratic over a
+        // rebuild: 8.6k events/s at 1M events instead of the index-ordered scan).
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                AND aggregate_type = ANY($3) \
-             ORDER BY transaction_id, global_position \
+             ORDER BY events.transaction_id, events.global_position \
              LIMIT $4"
         ))
         .bind(after.transaction_id.to_string())
