@@ -1,5 +1,7 @@
 //! S1: the durable command path at a fixed offered rate.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -8,6 +10,7 @@ use serde_json::json;
 use crate::Common;
 use crate::open_loop::{self, OpenLoopResult, Sample};
 use crate::report::{Machine, Report, open_loop_line, percentiles};
+use crate::rss::{ProcessRss, RssSampler};
 use crate::workload::{KeyArgs, add_stock, error_chain, http_client, require_ready};
 
 #[derive(Debug, Clone, Args, Serialize)]
@@ -30,6 +33,14 @@ pub enum CommandKind {
 }
 
 #[derive(Debug, Serialize)]
+struct CommandsResults<'a> {
+    #[serde(flatten)]
+    run: &'a OpenLoopResult,
+    /// Resident memory of the platform's processes during the run.
+    rss: BTreeMap<String, ProcessRss>,
+}
+
+#[derive(Debug, Serialize)]
 struct Config<'a> {
     common: &'a Common,
     commands: &'a CommandsArgs,
@@ -40,6 +51,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
     require_ready(&client, &common.command_url).await?;
     let mut picker = args.keys.picker(common.seed)?;
     let started_at = Utc::now();
+    let rss = RssSampler::start();
     let result = open_loop::run(&common.schedule(), |_| {
         let request = match args.scenario {
             CommandKind::AddStock => {
@@ -64,6 +76,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
         }
     })
     .await;
+    let rss = rss.finish().await;
 
     let summary = summary_line(args.scenario, &result);
     Report {
@@ -75,7 +88,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
             common,
             commands: args,
         },
-        results: &result,
+        results: CommandsResults { run: &result, rss },
         summary,
         passed: None,
     }

@@ -1,13 +1,21 @@
 //! `bench`: open-loop load generator and benchmark scenarios against the running platform
-//! (`cargo xtask up`). Each subcommand prints one summary line and, with `--json`, writes a
-//! report with its configuration, results and the machine's facts.
+//! (`cargo xtask up`), plus the scenarios that need a scratch database of their own
+//! (pgbench baseline, rebuild, aggregate load). Each subcommand prints one summary line
+//! and, with `--json`, writes a report with its configuration, results and the machine's
+//! facts; `bench report` runs them all several times into one report.
 
 mod commands;
 mod freshness;
 mod hot;
+mod load;
 mod open_loop;
+mod pgbench;
+mod rebuild;
 mod relay;
 mod report;
+mod rss;
+mod scratch;
+mod suite;
 mod workload;
 
 use std::path::PathBuf;
@@ -55,6 +63,14 @@ enum Scenario {
         #[command(flatten)]
         args: freshness::FreshnessArgs,
     },
+    /// S1 baseline: pgbench with the event store's INSERT on a scratch database.
+    Pgbench(pgbench::PgbenchArgs),
+    /// S6: seed a scratch event store, rebuild the `stock` projection from it.
+    Rebuild(rebuild::RebuildArgs),
+    /// S7: aggregate load time against stream length, with and without snapshots.
+    Load(load::LoadArgs),
+    /// Every scenario, several runs each: a markdown + JSON report with medians.
+    Report(suite::SuiteArgs),
 }
 
 /// Flags every scenario takes.
@@ -156,6 +172,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Hot { common, args } => hot::run(&common.validated()?, &args).await?,
         Scenario::Relay { common, args } => relay::run(&common.validated()?, &args).await?,
         Scenario::Freshness { common, args } => freshness::run(&common.validated()?, &args).await?,
+        Scenario::Pgbench(args) => pgbench::run(&args).await?,
+        Scenario::Rebuild(args) => rebuild::run(&args).await?,
+        Scenario::Load(args) => load::run(&args).await?,
+        Scenario::Report(args) => suite::run(&args).await?,
     };
     if !passed {
         // A failed correctness check must fail CI, not just print FAIL.

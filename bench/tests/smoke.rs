@@ -1,0 +1,140 @@
+//! The harness's smoke mode against the running platform (`cargo xtask up`; the test gate
+//! sets `KEEL_DATABASE_URL`, `KEEL_KAFKA_BROKERS` and friends): each scenario runs for a
+//! second or two at a tiny rate, and its JSON report must show real work done correctly.
+//! No timing is asserted: these tests keep the harness working, they do not measure.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Runs `bench <args> --smoke --json <file>` and returns the report.
+fn smoke(args: &[&str]) -> Value {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("bench-smoke-{}.json", Uuid::new_v4().simple()));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .expect("the bench binary runs");
+    let text = std::fs::read_to_string(&path);
+    std::fs::remove_file(&path).ok();
+    assert!(
+        output.status.success(),
+        "bench {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&text.expect("the report was written")).expect("the report is JSON");
+    assert_eq!(report["smoke"], true);
+    report
+}
+
+fn number(report: &Value, pointer: &str) -> f64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
+}
+
+#[test]
+fn s1_commands_are_all_accepted() {
+    let report = smoke(&["commands", "--scenario", "create-order"]);
+    let completed = number(&report, "/results/completed");
+    assert!(completed > 0.0, "{report:#}");
+    assert_eq!(number(&report, "/results/scheduled"), completed);
+    assert_eq!(number(&report, "/results/statuses/ok_2xx"), completed);
+    assert_eq!(number(&report, "/results/errors"), 0.0);
+    assert!(number(&report, "/results/achieved_rate") > 0.0);
+    // The platform's processes were sampled while the load ran.
+    let rss = report["results"]["rss"].as_object().expect("rss sampled");
+    let command_api = rss.get("command-api").expect("command-api sampled");
+    assert!(command_api["peak_mib"].as_f64().expect("peak") > 0.0);
+}
+
+#[test]
+fn s2_hot_aggregate_loses_no_update() {
+    let report = smoke(&["hot", "--writers", "4"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert!(number(&report, "/results/successes") > 0.0);
+    assert!(number(&report, "/results/check/acknowledged") > 0.0);
+}
+
+#[test]
+fn s4_every_event_reaches_the_topic() {
+    let report = smoke(&["relay"]);
+    let expected = number(&report, "/results/expected_events");
+    assert!(expected > 0.0, "{report:#}");
+    assert_eq!(number(&report, "/results/received_events"), expected);
+    assert_eq!(number(&report, "/results/missing_events"), 0.0);
+}
+
+#[test]
+fn s4_the_outbox_drains() {
+    let report = smoke(&["relay", "--drain", "500"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(number(&report, "/results/events"), 500.0);
+    assert!(number(&report, "/results/drained_events_per_s") > 0.0);
+}
+
+#[test]
+fn s5_every_command_becomes_visible() {
+    let report = smoke(&["freshness"]);
+    let completed = number(&report, "/results/round/completed");
+    assert!(completed > 0.0, "{report:#}");
+    assert_eq!(number(&report, "/results/misses"), 0.0);
+    assert_eq!(number(&report, "/results/commands_rejected"), 0.0);
+    assert_eq!(number(&report, "/results/freshness/count"), completed);
+}
+
+#[test]
+fn pgbench_baseline_appends_events() {
+    let report = smoke(&["pgbench"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let run = &report["results"]["runs"][0];
+    let transactions = run["transactions"].as_f64().expect("transactions");
+    assert!(transactions > 0.0, "{report:#}");
+    assert_eq!(run["failed"].as_f64(), Some(0.0));
+    assert!(run["tps"].as_f64().expect("tps") > 0.0);
+    // Every transaction appended one event, through the store's triggers.
+    assert_eq!(number(&report, "/results/events_stored"), transactions);
+}
+
+#[test]
+fn s6_rebuild_applies_every_event_once() {
+    let report = smoke(&["rebuild", "--fold", "set-based,per-event"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let stored = number(&report, "/results/events_stored");
+    assert_eq!(stored, 2_000.0);
+    for run in report["results"]["runs"].as_array().expect("runs") {
+        assert_eq!(run["events_applied"].as_f64(), Some(stored), "{run:#}");
+        assert_eq!(
+            run["rows"].as_f64(),
+            report
+                .pointer("/results/expected_rows")
+                .and_then(Value::as_f64)
+        );
+    }
+}
+
+#[test]
+fn s7_loads_rebuild_the_aggregate() {
+    let report = smoke(&["load"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let streams = report["results"]["streams"].as_array().expect("streams");
+    assert_eq!(
+        streams.len(),
+        4,
+        "10 and 100 events, with and without snapshots"
+    );
+    for stream in streams {
+        assert_eq!(stream["state_correct"], true, "{stream:#}");
+        assert_eq!(stream["loads"]["count"].as_f64(), Some(5.0));
+    }
+}
