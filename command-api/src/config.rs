@@ -27,6 +27,7 @@
 //! | `KEEL_GATEWAY_MAX_CONCURRENCY` | `32` | payment-gateway calls in flight at once; more wait, within the call timeout |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
+//! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -313,15 +314,6 @@ impl Settings {
 }
 
 impl LogSettings {
-    /// `KEEL_LOG_FORMAT` and `RUST_LOG` from the process environment: all that the worker
-    /// binaries (relay, saga) take from the command API's settings.
-    ///
-    /// # Errors
-    /// [`ConfigError`] if the format is unknown.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
-    }
-
     fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let format = match lookup("KEEL_LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,

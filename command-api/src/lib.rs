@@ -13,8 +13,8 @@
 //! - [`saga`]: the order fulfilment process manager (binary `saga`): consumes order,
 //!   inventory and payment events and drives each placed order to confirmed, or compensates.
 //! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
-//! - [`config`], [`telemetry`], [`clock`], [`ids`]: typed settings, logging, and the
-//!   injected sources of time and ids.
+//! - [`config`], [`clock`], [`ids`]: typed settings and the injected sources of time and
+//!   ids (logging, tracing and metrics are set up by the binaries through `ops`).
 //!
 //! Design notes: `docs/adr/0003-command-api-concurrency-and-idempotency.md`.
 
@@ -28,4 +28,3 @@ pub mod outbox;
 pub mod saga;
 pub mod startup;
 pub mod store;
-pub mod telemetry;

@@ -3,12 +3,16 @@
 use anyhow::Context;
 use command_api::config::Settings;
 use command_api::startup::{Application, Dependencies, shutdown_signal};
-use command_api::telemetry;
+use ops::telemetry::{LogFormat, TelemetrySettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("invalid configuration")?;
-    telemetry::init(&settings.log).context("cannot set up logging")?;
+    let _telemetry = ops::telemetry::init(
+        &TelemetrySettings::from_env("command-api", LogFormat::Json)
+            .context("invalid logging configuration")?,
+    )
+    .context("cannot set up logging")?;
     ops::metrics::install();
     // `Settings`' Debug redacts the database password.
     tracing::info!(settings = ?settings, "starting command API");

@@ -6,6 +6,7 @@
 //!   and the access rule of each route.
 //! - [`rate_limit`]: per-client request quotas answered with 429 and `Retry-After`.
 //! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
+//! - [`telemetry`]: logs (JSON or pretty), OTLP trace export, W3C trace context.
 //!
 //! Libraries record metrics through the `metrics` facade; only binaries (and tests that
 //! want to read them) install the exporter.
@@ -16,5 +17,6 @@ pub mod gate;
 pub mod metrics;
 mod problem;
 pub mod rate_limit;
+pub mod telemetry;
 
 pub use self::env::ConfigError;

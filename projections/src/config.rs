@@ -19,6 +19,7 @@
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
 //! | `KEEL_METRICS_ADDR` | `127.0.0.1:9103` | `/metrics` listener (port 0 picks a free port) |
+//! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint; unset = no trace export |
 //! | `KEEL_LOG_FORMAT` | `pretty` | `pretty` or `json`; the level comes from `RUST_LOG` (default `info`) |
 //!
 //! The database URL may hold a password: [`DatabaseUrl`] never prints it.
@@ -28,7 +29,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::projection::Projection;
-use crate::telemetry::LogFormat;
+use ops::telemetry::LogFormat;
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]

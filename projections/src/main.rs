@@ -1,14 +1,19 @@
 //! `projections`: runs the configured projectors until SIGTERM / Ctrl-C.
 
 use anyhow::Context;
-use projections::{Settings, runtime, telemetry};
+use ops::telemetry::TelemetrySettings;
+use projections::{Settings, runtime};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading the configuration")?;
-    telemetry::init_tracing(settings.log_format).context("setting up logging")?;
+    let _telemetry = ops::telemetry::init(
+        &TelemetrySettings::from_env("projector", settings.log_format)
+            .context("invalid logging configuration")?,
+    )
+    .context("setting up logging")?;
     info!(?settings, "starting projectors");
 
     let shutdown = CancellationToken::new();

@@ -238,6 +238,15 @@ impl Projector {
         kafka: &KafkaSettings,
         settings: &ProjectorSettings,
     ) -> Result<Self, StartError> {
+        // Shown (as 0) before the first dead letter, so an alert on it has a series.
+        for reason in [DeadLetterReason::Poison, DeadLetterReason::Parked] {
+            metrics::counter!(
+                "keel_projector_dead_letters_total",
+                "projection" => projection.name(),
+                "reason" => reason.to_string(),
+            )
+            .increment(0);
+        }
         let sources: HashMap<String, AggregateKind> = projection
             .sources()
             .iter()
@@ -456,8 +465,13 @@ impl Projector {
     ) -> Result<bool, Interrupted> {
         let before = self.progress.borrow().clone();
         let mut items = Vec::with_capacity(batch.len());
+        let span = tracing::Span::current();
         for message in batch {
             let decoded = self.decode(&message, shutdown).await?;
+            if let Ok(event) = &decoded {
+                // One batch, many traces: each event's trace is linked, not parented.
+                ops::telemetry::add_link(&span, event.metadata.traceparent.as_deref());
+            }
             items.push(Item { message, decoded });
         }
         let mut start = 0;

@@ -19,6 +19,7 @@
 //! | `KEEL_RATE_LIMIT_BURST` | twice the rate | requests a client may send at once |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
+//! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
 use std::fmt;
 use std::net::SocketAddr;

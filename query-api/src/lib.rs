@@ -30,8 +30,8 @@
 //!   out to waiting requests, with a periodic re-read in case a notification is lost.
 //! - [`http`]: routes, extractors, keyset cursors ([`http::cursor`]), OpenAPI.
 //! - [`startup`]: wiring and graceful shutdown; [`startup::Application`] binds any port
-//!   (0 in tests) so tests run the real service. [`config`], [`telemetry`]: typed settings
-//!   (the `KEEL_*` table) and logging.
+//!   (0 in tests) so tests run the real service. [`config`]: typed settings (the `KEEL_*`
+//!   table); logging, tracing and metrics are set up by the binary through `ops`.
 
 pub mod audit;
 pub mod changes;
@@ -39,4 +39,3 @@ pub mod config;
 pub mod http;
 pub mod read_model;
 pub mod startup;
-pub mod telemetry;

@@ -6,18 +6,20 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use command_api::config::LogSettings;
 use command_api::saga::{SagaConfig, SagaRunner};
 use command_api::startup::{cancel_on_shutdown_signal, connect_and_migrate, retry_until_ready};
-use command_api::telemetry;
+use ops::telemetry::{LogFormat, TelemetrySettings};
 
 /// Pause between start-up attempts while the broker or registry is not reachable yet.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let log = LogSettings::from_env().context("invalid log configuration")?;
-    telemetry::init(&log).context("cannot set up logging")?;
+    let _telemetry = ops::telemetry::init(
+        &TelemetrySettings::from_env("saga", LogFormat::Json)
+            .context("invalid logging configuration")?,
+    )
+    .context("cannot set up logging")?;
     let config = SagaConfig::from_env().context("invalid saga configuration")?;
     tracing::info!(config = ?config, "starting order fulfilment saga");
 

@@ -366,12 +366,16 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
                 })
             })
             .transpose()?;
-        let traceparent = headers
-            .get(&TRACEPARENT)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-            .filter(|value| is_traceparent(value))
-            .map(str::to_owned);
+        // With traces exported, the request's own span (a child of the caller's) is what
+        // the events carry on; otherwise the caller's context is passed through as it came.
+        let traceparent = ops::telemetry::current_traceparent().or_else(|| {
+            headers
+                .get(&TRACEPARENT)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|value| is_traceparent(value))
+                .map(str::to_owned)
+        });
         Ok(Self {
             correlation_id,
             causation_id,

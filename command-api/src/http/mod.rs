@@ -159,8 +159,13 @@ pub fn access(_method: &Method, path: &str) -> Access {
 /// If the authentication settings are unusable (a key that does not parse).
 pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
     let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
-    // The process serving /metrics records from its first request on.
+    // The process serving /metrics records from its first request on; conflicts show as 0
+    // before the first one.
     ops::metrics::install();
+    for aggregate in [Order::TYPE, Payment::TYPE, InventoryItem::TYPE] {
+        metrics::counter!("keel_concurrency_conflicts_total", "aggregate" => aggregate)
+            .increment(0);
+    }
     let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(orders::create_order))
         .routes(routes!(orders::add_order_line))
@@ -223,12 +228,18 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                         .get::<CorrelationId>()
                         .map(|id| id.0.to_string())
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "http_request",
                         method = %request.method(),
                         path = %request.uri().path(),
                         correlation_id = %correlation_id,
-                    )
+                    );
+                    let traceparent = request
+                        .headers()
+                        .get(&extract::TRACEPARENT)
+                        .and_then(|value| value.to_str().ok());
+                    ops::telemetry::set_parent(&span, traceparent);
+                    span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )

@@ -78,6 +78,9 @@ impl CommandClient {
             .header(X_CORRELATION_ID, saga.correlation_id.to_string())
             .header(X_CAUSATION_ID, queued.causation_id.to_string())
             .header(X_ACTOR, SAGA_ACTOR);
+        if let Some(traceparent) = ops::telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         if let Some(token) = &self.bearer_token {
             request = request.bearer_auth(&token.0);
         }

@@ -12,6 +12,7 @@
 //! | `KEEL_COMMAND_API_URL` | `http://127.0.0.1:8080` | where commands are sent |
 //! | `KEEL_SAGA_COMMAND_API_TOKEN` / `_FILE` | — | bearer token (role `writer`) for the command API, inline or from a file (secret: never logged) |
 //! | `KEEL_METRICS_ADDR` | `127.0.0.1:9102` | `/metrics` listener (port 0 picks a free port) |
+//! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint; unset = no trace export |
 //! | `KEEL_SAGA_STEP_TIMEOUT_MS` | `30000` | reservation and authorization deadline |
 //! | `KEEL_SAGA_POLL_MS` | `200` | how often due commands and deadlines are checked |
 //! | `KEEL_SAGA_RETRY_BASE_MS` | `200` | first retry's backoff ceiling for a command (doubles, full jitter) |

@@ -56,6 +56,19 @@ pub enum SagaStatus {
 }
 
 impl SagaStatus {
+    /// Every status, for gauges that must show the empty ones as 0.
+    pub const ALL: [Self; 9] = [
+        Self::Reserving,
+        Self::Authorizing,
+        Self::Completing,
+        Self::Completed,
+        Self::Compensating,
+        Self::Cancelled,
+        Self::Refunding,
+        Self::Refunded,
+        Self::Failed,
+    ];
+
     /// Stable lowercase name (the `status` column).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::client::{CommandClient, Delivery};
 use super::config::SagaConfig;
-use super::decode::{DecodeError, EventDecoder, Route, is_replay, route};
+use super::decode::{DecodeError, DomainEvent, EventDecoder, Route, is_replay, route};
 use super::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
 use super::store::{self, Checkpoint, Lock, SagaKey, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -275,6 +275,24 @@ impl SagaRunner {
                 return Ok(());
             }
         };
+        // A child of the trace that caused the event, so one trace shows the command, the
+        // event and what the saga did about it.
+        let span = info_span!(
+            "saga_event",
+            aggregate_type = %metadata.aggregate_type,
+            aggregate_id = %metadata.aggregate_id,
+            sequence = metadata.sequence,
+            correlation_id = %metadata.correlation_id,
+        );
+        ops::telemetry::set_parent(&span, metadata.traceparent.as_deref());
+        self.handle_event(metadata, event).instrument(span).await
+    }
+
+    async fn handle_event(
+        &self,
+        metadata: schemas::EventMetadata,
+        event: DomainEvent,
+    ) -> Result<(), Outage> {
         let event_type = event.event_type();
         let sequence = i64::try_from(metadata.sequence).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
@@ -346,10 +364,9 @@ impl SagaRunner {
 
     async fn dispatch(&self, shutdown: &CancellationToken) {
         let mut flows_reported: Option<std::time::Instant> = None;
-        let mut statuses_seen = std::collections::HashSet::new();
         loop {
             if flows_reported.is_none_or(|at| at.elapsed() >= FLOW_GAUGE_EVERY) {
-                self.report_flows(&mut statuses_seen).await;
+                self.report_flows().await;
                 flows_reported = Some(std::time::Instant::now());
             }
             if let Err(error) = self.sweep_deadlines().await {
@@ -366,20 +383,18 @@ impl SagaRunner {
         }
     }
 
-    /// Sets `keel_saga_flows{status}`; a status that emptied goes back to 0.
-    async fn report_flows(&self, statuses_seen: &mut std::collections::HashSet<String>) {
+    /// Sets `keel_saga_flows{status}` for every status (0 for the empty ones).
+    async fn report_flows(&self) {
         match store::count_by_status(&self.pool).await {
             Ok(counts) => {
-                let mut current = std::collections::HashSet::new();
-                for (status, flows) in counts {
-                    metrics::gauge!("keel_saga_flows", "status" => status.clone())
+                for status in SagaStatus::ALL {
+                    let flows = counts
+                        .iter()
+                        .find(|(name, _)| name == status.as_str())
+                        .map_or(0, |(_, flows)| *flows);
+                    metrics::gauge!("keel_saga_flows", "status" => status.as_str())
                         .set(flows as f64);
-                    current.insert(status);
                 }
-                for status in statuses_seen.difference(&current) {
-                    metrics::gauge!("keel_saga_flows", "status" => status.clone()).set(0.0);
-                }
-                statuses_seen.extend(current);
             }
             Err(error) => warn!(%error, "counting saga flows failed"),
         }

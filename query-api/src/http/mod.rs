@@ -173,12 +173,18 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                         .get(&X_REQUEST_ID)
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "http_request",
                         method = %request.method(),
                         path = %request.uri().path(),
                         request_id = %request_id,
-                    )
+                    );
+                    let traceparent = request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|value| value.to_str().ok());
+                    ops::telemetry::set_parent(&span, traceparent);
+                    span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 // 503 `not_yet_consistent` is routine; real failures are logged at ERROR
