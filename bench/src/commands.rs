@@ -1,7 +1,5 @@
 //! S1: the durable command path at a fixed offered rate.
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -10,7 +8,7 @@ use serde_json::json;
 use crate::Common;
 use crate::open_loop::{self, OpenLoopResult, Sample};
 use crate::report::{Machine, Report, open_loop_line, percentiles};
-use crate::rss::{ProcessRss, RssSampler};
+use crate::rss::{Footprint, RssSampler};
 use crate::workload::{KeyArgs, add_stock, error_chain, http_client, require_ready};
 
 #[derive(Debug, Clone, Args, Serialize)]
@@ -36,8 +34,9 @@ pub enum CommandKind {
 struct CommandsResults<'a> {
     #[serde(flatten)]
     run: &'a OpenLoopResult,
-    /// Resident memory of the platform's processes during the run.
-    rss: BTreeMap<String, ProcessRss>,
+    /// Resident memory and CPU time of the platform's processes during the run.
+    #[serde(flatten)]
+    footprint: Footprint,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +50,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
     require_ready(&client, &common.command_url).await?;
     let mut picker = args.keys.picker(common.seed)?;
     let started_at = Utc::now();
-    let rss = RssSampler::start();
+    let footprint = RssSampler::start();
     let result = open_loop::run(&common.schedule(), |_| {
         let request = match args.scenario {
             CommandKind::AddStock => {
@@ -76,7 +75,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
         }
     })
     .await;
-    let rss = rss.finish().await;
+    let footprint = footprint.finish().await;
 
     let summary = summary_line(args.scenario, &result);
     Report {
@@ -88,7 +87,10 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
             common,
             commands: args,
         },
-        results: CommandsResults { run: &result, rss },
+        results: CommandsResults {
+            run: &result,
+            footprint,
+        },
         summary,
         passed: None,
     }

@@ -4,8 +4,6 @@
 //! model reaches N, or answers 503 `not_yet_consistent` when it does not in time (a miss).
 //! Freshness = command response → query response, so it includes one query round trip.
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
@@ -14,7 +12,7 @@ use tokio::time::Instant;
 use crate::Common;
 use crate::open_loop::{self, LatencySummary, OpenLoopResult, Sample};
 use crate::report::{Machine, Report, open_loop_line, percentiles};
-use crate::rss::{ProcessRss, RssSampler};
+use crate::rss::{Footprint, RssSampler};
 use crate::workload::{KeyArgs, add_stock, error_chain, http_client, read_answer, require_ready};
 
 /// Tag of a query answered 503: the read model did not catch up in the API's wait.
@@ -44,8 +42,9 @@ struct FreshnessResults {
     /// Statuses are the query's, or the command's when it was rejected; latency runs from
     /// the command's due time to the query's answer.
     round: OpenLoopResult,
-    /// Resident memory of the platform's processes during the run.
-    rss: BTreeMap<String, ProcessRss>,
+    /// Resident memory and CPU time of the platform's processes during the run.
+    #[serde(flatten)]
+    footprint: Footprint,
 }
 
 pub async fn run(common: &Common, args: &FreshnessArgs) -> anyhow::Result<bool> {
@@ -54,7 +53,7 @@ pub async fn run(common: &Common, args: &FreshnessArgs) -> anyhow::Result<bool> 
     require_ready(&client, &common.query_url).await?;
     let mut picker = args.keys.picker(common.seed)?;
     let started_at = Utc::now();
-    let rss = RssSampler::start();
+    let footprint = RssSampler::start();
     let round = open_loop::run(&common.schedule(), |_| {
         let sku = picker.next_sku();
         let command = add_stock(&client, &common.command_url, &sku, None);
@@ -111,10 +110,10 @@ pub async fn run(common: &Common, args: &FreshnessArgs) -> anyhow::Result<bool> 
         }
     })
     .await;
-    let rss = rss.finish().await;
+    let footprint = footprint.finish().await;
 
     let results = FreshnessResults {
-        rss,
+        footprint,
         freshness: round.secondary.clone(),
         misses: round.tags.get(MISS).copied().unwrap_or_default(),
         commands_rejected: round

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::Common;
 use crate::open_loop::{Latencies, LatencySummary};
 use crate::report::{Machine, Report, percentiles};
-use crate::rss::{ProcessRss, RssSampler};
+use crate::rss::{Footprint, RssSampler};
 use crate::workload::{add_stock, error_chain, http_client, read_answer, require_ready};
 
 /// Pause after a failure without a usable answer, so a down service is not hammered.
@@ -113,8 +113,9 @@ struct HotResults {
     /// Attempts each acknowledged command took (1 = accepted at the first try).
     attempts_per_success: AttemptsSummary,
     check: LostUpdateCheck,
-    /// Resident memory of the platform's processes during the run.
-    rss: BTreeMap<String, ProcessRss>,
+    /// Resident memory and CPU time of the platform's processes during the run.
+    #[serde(flatten)]
+    footprint: Footprint,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,7 +169,7 @@ pub async fn run(common: &Common, args: &HotArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("the first command on {sku} answered {status}"))?;
 
     let started_at = Utc::now();
-    let rss = RssSampler::start();
+    let footprint = RssSampler::start();
     let start = Instant::now();
     let measured_from = start + common.warmup_period();
     let end = measured_from + common.measured_period();
@@ -185,7 +186,7 @@ pub async fn run(common: &Common, args: &HotArgs) -> anyhow::Result<bool> {
     while let Some(tally) = tasks.join_next().await {
         merge(&mut total, tally.context("a writer panicked")?);
     }
-    let rss = rss.finish().await;
+    let footprint = footprint.finish().await;
 
     let stored_max_sequence: Option<i64> = sqlx::query_scalar(
         "SELECT max(sequence) FROM events WHERE aggregate_type = 'inventory' AND aggregate_id = $1",
@@ -234,7 +235,7 @@ pub async fn run(common: &Common, args: &HotArgs) -> anyhow::Result<bool> {
         success_latency: total.success_latency.summary(),
         attempts_per_success: total.attempts_per_success.summary(),
         check,
-        rss,
+        footprint,
     };
     let verdict = if results.check.passed {
         "PASS".to_owned()

@@ -11,7 +11,7 @@
 //! (the outbox trigger queues them all at once), then the time until the running relays
 //! have emptied the outbox.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::Common;
 use crate::open_loop::{self, Latencies, LatencySummary, OpenLoopResult, Sample};
 use crate::report::{Machine, Report, open_loop_line, percentiles};
-use crate::rss::{ProcessRss, RssSampler};
+use crate::rss::{Footprint, RssSampler};
 use crate::workload::{KeyArgs, add_stock, error_chain, http_client, read_answer, require_ready};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,8 +111,9 @@ struct LatencyResults {
     consumer_errors: u64,
     consumer_error_examples: Vec<String>,
     partitions: usize,
-    /// Resident memory of the platform's processes during the run.
-    rss: BTreeMap<String, ProcessRss>,
+    /// Resident memory and CPU time of the platform's processes during the run.
+    #[serde(flatten)]
+    footprint: Footprint,
 }
 
 #[derive(Debug, Default)]
@@ -158,7 +159,7 @@ async fn latency(common: &Common, args: &RelayArgs) -> anyhow::Result<bool> {
     let expected: Arc<Mutex<Vec<Uuid>>> = Arc::default();
     let mut picker = args.keys.picker(common.seed)?;
     let started_at = Utc::now();
-    let rss = RssSampler::start();
+    let footprint = RssSampler::start();
     let measured_from_wall = started_at
         + chrono::Duration::from_std(common.warmup_period()).context("warm-up period")?;
     let commands = open_loop::run(&common.schedule(), |slot| {
@@ -191,7 +192,7 @@ async fn latency(common: &Common, args: &RelayArgs) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.send(true).ok();
-    let rss = rss.finish().await;
+    let footprint = footprint.finish().await;
     let tally = consuming.await.context("the consumer task panicked")?;
 
     let received: Vec<(Uuid, DateTime<Utc>)> = {
@@ -236,7 +237,7 @@ async fn latency(common: &Common, args: &RelayArgs) -> anyhow::Result<bool> {
         consumer_error_examples: tally.error_examples,
         partitions,
         commands,
-        rss,
+        footprint,
     };
     let summary = format!(
         "relay latency: events received={}/{} ({:.1}/s) append→consumer-receipt {} | commands {}",

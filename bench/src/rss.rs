@@ -1,6 +1,9 @@
 //! Resident memory of the platform's processes while a scenario runs: `VmRSS` from
 //! `/proc/<pid>/status` of every pid file `cargo xtask up` keeps in
-//! `$KEEL_STATE_DIR/run` (default `~/.local/state/keel/run`), sampled on a timer.
+//! `$KEEL_STATE_DIR/run` (default `~/.local/state/keel/run`), sampled on a timer. Also the
+//! CPU time each of them, every PostgreSQL process together and this load generator used
+//! over the run (`/proc/<pid>/stat`): on a 2-core machine that shared budget is what
+//! bounds throughput, so it is the first profile of a missed target.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// `USER_HZ`: the unit of `/proc/<pid>/stat` times (100 on every Linux architecture ABI).
+const TICKS_PER_SECOND: f64 = 100.0;
+/// The name under which every PostgreSQL process's CPU time is summed.
+const POSTGRES: &str = "postgres (all processes)";
+/// The name of this process's own CPU time.
+const LOAD_GENERATOR: &str = "bench (load generator)";
 
 /// Peak and median RSS of one process over a run.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +35,60 @@ pub struct ProcessRss {
 pub struct RssSampler {
     stop: watch::Sender<bool>,
     task: JoinHandle<BTreeMap<String, (u32, Vec<u64>)>>,
+    cpu_at_start: BTreeMap<String, u64>,
+    started: std::time::Instant,
+}
+
+/// What the platform's processes used over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Footprint {
+    /// Resident memory by process (pid files).
+    pub rss: BTreeMap<String, ProcessRss>,
+    /// CPU seconds (user + system) by process over the run, PostgreSQL summed over all its
+    /// processes, the load generator included.
+    pub cpu_seconds: BTreeMap<String, f64>,
+    /// Wall seconds the CPU times were taken over.
+    pub wall_seconds: f64,
+}
+
+/// User + system ticks of `pid`, if it is alive.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); the first after the name is field 3.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// CPU ticks so far of the platform's processes, of PostgreSQL (every process named
+/// `postgres`, summed) and of this process.
+fn cpu_snapshot() -> BTreeMap<String, u64> {
+    let mut ticks: BTreeMap<String, u64> = run_dir()
+        .map(|dir| platform_pids(&dir))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, pid)| cpu_ticks(pid).map(|t| (name, t)))
+        .collect();
+    let postgres: u64 = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|comm| comm.trim() == "postgres")
+                })
+                .filter_map(cpu_ticks)
+                .sum()
+        })
+        .unwrap_or_default();
+    ticks.insert(POSTGRES.to_owned(), postgres);
+    if let Some(own) = cpu_ticks(std::process::id()) {
+        ticks.insert(LOAD_GENERATOR.to_owned(), own);
+    }
+    ticks
 }
 
 /// Where `cargo xtask up` keeps its pid files (the same rule as xtask's).
@@ -97,14 +160,30 @@ impl RssSampler {
             }
             samples
         });
-        Self { stop, task }
+        Self {
+            stop,
+            task,
+            cpu_at_start: cpu_snapshot(),
+            started: std::time::Instant::now(),
+        }
     }
 
-    /// Stops and summarises: process name → peak and median.
-    pub async fn finish(self) -> BTreeMap<String, ProcessRss> {
+    /// Stops and summarises. PostgreSQL's sum counts only processes alive at the end (a
+    /// backend that exited during the run drops out), so it is a lower bound.
+    pub async fn finish(self) -> Footprint {
         self.stop.send(true).ok();
+        let wall_seconds = self.started.elapsed().as_secs_f64();
+        let cpu_at_end = cpu_snapshot();
+        let cpu_seconds = cpu_at_end
+            .into_iter()
+            .map(|(name, end)| {
+                let start = self.cpu_at_start.get(&name).copied().unwrap_or_default();
+                let seconds = end.saturating_sub(start) as f64 / TICKS_PER_SECOND;
+                (name, seconds)
+            })
+            .collect();
         let samples = self.task.await.unwrap_or_default();
-        samples
+        let rss = samples
             .into_iter()
             .filter(|(_, (_, values))| !values.is_empty())
             .map(|(name, (pid, mut values))| {
@@ -118,13 +197,27 @@ impl RssSampler {
                 };
                 (name, summary)
             })
-            .collect()
+            .collect();
+        Footprint {
+            rss,
+            cpu_seconds,
+            wall_seconds,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_its_own_cpu_time() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0_u64);
+        }
+        assert!(cpu_ticks(std::process::id()).expect("this process is alive") > 0);
+    }
 
     #[test]
     fn reads_its_own_rss() {

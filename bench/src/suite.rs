@@ -37,7 +37,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "250,500,750,1000,1500,2000,3000,4000"
+        default_value = "100,250,500,750,1000,1500,2000,3000,4000"
     )]
     pub s1_rates: Vec<f64>,
     /// S1 latency objective (p99, ms).
@@ -105,6 +105,9 @@ struct SuiteReport {
     pgbench_ceiling_tps: Option<f64>,
     s1_ratio_to_pgbench: Option<f64>,
     rss: BTreeMap<String, RssRecord>,
+    /// CPU milliseconds per command by process at the highest S1 rate run (median over its
+    /// runs): where the two cores went.
+    s1_cpu_ms_per_command: Option<(String, BTreeMap<String, f64>)>,
     targets: Vec<Target>,
     wall_seconds: f64,
 }
@@ -278,6 +281,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
         _ => None,
     };
     let rss = rss_over_runs(&suite.results, &suite.args.out);
+    let s1_cpu_ms_per_command = cpu_per_command(&suite.results, &suite.args.out);
     let targets = targets(&suite.results, s1_rate, s1_ratio, &rss, &suite.args);
     let report = SuiteReport {
         started_at,
@@ -289,6 +293,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
         pgbench_ceiling_tps: pgbench_ceiling,
         s1_ratio_to_pgbench: s1_ratio,
         rss,
+        s1_cpu_ms_per_command,
         targets,
         wall_seconds: wall.elapsed().as_secs_f64(),
         results: suite.results,
@@ -570,6 +575,55 @@ fn rss_over_runs(results: &[SettingRecord], out: &Path) -> BTreeMap<String, RssR
         .collect()
 }
 
+/// CPU ms per request by process, at the last (highest) S1 rate run: each run's CPU
+/// seconds over every request it sent (warm-up included, as the CPU window is), median over
+/// the runs.
+fn cpu_per_command(
+    results: &[SettingRecord],
+    out: &Path,
+) -> Option<(String, BTreeMap<String, f64>)> {
+    let setting = results.iter().rev().find(|r| r.scenario == "S1 commands")?;
+    let mut by_process: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in &setting.runs {
+        let Some(report) = std::fs::read_to_string(out.join(&run.file))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        else {
+            continue;
+        };
+        let requests = report
+            .pointer("/results/scheduled")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            + report
+                .pointer("/results/warmup_requests")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+        let Some(cpu) = report
+            .pointer("/results/cpu_seconds")
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        if requests <= 0.0 {
+            continue;
+        }
+        for (name, seconds) in cpu {
+            if let Some(seconds) = seconds.as_f64() {
+                by_process
+                    .entry(name.clone())
+                    .or_default()
+                    .push(seconds * 1000.0 / requests);
+            }
+        }
+    }
+    let medians: BTreeMap<String, f64> = by_process
+        .into_iter()
+        .filter_map(|(name, values)| median(values).map(|m| (name, m)))
+        .collect();
+    (!medians.is_empty()).then(|| (setting.setting.clone(), medians))
+}
+
 fn find<'a>(
     results: &'a [SettingRecord],
     scenario: &str,
@@ -764,6 +818,22 @@ fn markdown(report: &SuiteReport) -> String {
         if let Some(first) = setting.runs.first() {
             let _ = writeln!(md, "`bench {}`\n", first.args.join(" "));
         }
+    }
+    if let Some((setting, cpu)) = &report.s1_cpu_ms_per_command {
+        let _ = writeln!(md, "## CPU per command, S1 {setting}\n");
+        let _ = writeln!(md, "| process | CPU ms per command |");
+        let _ = writeln!(md, "|---|---|");
+        let mut rows: Vec<(&String, &f64)> = cpu.iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(a.1));
+        for (name, ms) in rows {
+            let _ = writeln!(md, "| {name} | {ms:.3} |");
+        }
+        let total: f64 = cpu.values().sum();
+        let _ = writeln!(
+            md,
+            "| **total** | **{total:.3}** (2 cores: at most {:.0} commands/s at this cost) |\n",
+            if total > 0.0 { 2_000.0 / total } else { 0.0 }
+        );
     }
     if !report.rss.is_empty() {
         let _ = writeln!(md, "## RSS of the platform's processes under load\n");

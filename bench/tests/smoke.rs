@@ -56,6 +56,17 @@ fn s1_commands_are_all_accepted() {
     let rss = report["results"]["rss"].as_object().expect("rss sampled");
     let command_api = rss.get("command-api").expect("command-api sampled");
     assert!(command_api["peak_mib"].as_f64().expect("peak") > 0.0);
+    // And their CPU time, PostgreSQL's and the load generator's included.
+    let cpu = report["results"]["cpu_seconds"]
+        .as_object()
+        .expect("cpu sampled");
+    for process in [
+        "command-api",
+        "postgres (all processes)",
+        "bench (load generator)",
+    ] {
+        assert!(cpu.contains_key(process), "{process} missing in {cpu:?}");
+    }
 }
 
 #[test]
