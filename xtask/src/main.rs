@@ -72,8 +72,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Down => stack::down(&config),
         Command::Logs { component, lines } => stack::logs(&config, component.as_deref(), lines),
         Command::Test { args } => {
-            // Tests start their own service instances; they need only the stack.
-            stack::up_infrastructure(&config)?;
+            // Most tests start their own service instances, but some check the platform's
+            // real processes (per-process /metrics, the benchmark harness's smoke run), so
+            // the gate brings the whole platform up, as `up` does.
+            stack::up(&config)?;
             gate::run(&config, &args)
         }
     }

@@ -140,12 +140,6 @@ pub fn up(config: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// PostgreSQL, the broker and the registry: what the tests need.
-pub fn up_infrastructure(config: &StackConfig) -> anyhow::Result<()> {
-    let _lock = lock_stack(config)?;
-    up_stack(config)
-}
-
 fn up_stack(config: &StackConfig) -> anyhow::Result<()> {
     println!("==> tools (cached in {})", config.tools_dir.display());
     tools::ensure_installed(config, &TANSU)?;
