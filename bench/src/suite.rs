@@ -783,6 +783,10 @@ fn markdown(report: &SuiteReport) -> String {
     let _ = writeln!(md, "\n## Results\n");
     for setting in &report.results {
         let _ = writeln!(md, "### {} — {}\n", setting.scenario, setting.setting);
+        if setting.scenario == "S7 load" {
+            s7_table(&mut md, setting);
+            continue;
+        }
         let names: Vec<&String> = setting.medians.keys().collect();
         let _ = writeln!(
             md,
@@ -848,6 +852,45 @@ fn markdown(report: &SuiteReport) -> String {
         }
     }
     md
+}
+
+/// S7 reads better by stream length: one row per length, medians over the runs.
+fn s7_table(md: &mut String, setting: &SettingRecord) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        md,
+        "| events | no snapshots p50 ms | no snapshots p99 ms | snapshots p50 ms | snapshots p99 ms |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for length in [10, 100, 1_000, 10_000] {
+        let cell = |name: String| {
+            setting
+                .medians
+                .get(&name)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            md,
+            "| {length} | {} | {} | {} | {} |",
+            cell(format!("{length}_full_p50_ms")),
+            cell(format!("{length}_full_p99_ms")),
+            cell(format!("{length}_snap_p50_ms")),
+            cell(format!("{length}_snap_p99_ms")),
+        );
+    }
+    let passed = setting
+        .runs
+        .iter()
+        .all(|run| run.exit_ok && run.passed != Some(false));
+    let _ = writeln!(
+        md,
+        "\nMedians of {} runs (each run's figures are in report.json); every load rebuilt the right state: {}.\n",
+        setting.runs.len(),
+        if passed { "yes" } else { "**no**" }
+    );
+    if let Some(first) = setting.runs.first() {
+        let _ = writeln!(md, "`bench {}`\n", first.args.join(" "));
+    }
 }
 
 fn format_figure(value: f64) -> String {
