@@ -206,7 +206,7 @@ pub async fn log_events(
         query.push(" AND recorded_at < ").push_bind(to);
     }
     query
-        .push(" ORDER BY transaction_id, global_position LIMIT ")
+        .push(" ORDER BY events.transaction_id, events.global_position LIMIT ")
         .push_bind(limit);
     query.build_query_as().fetch_all(pool).await
 }
