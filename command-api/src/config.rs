@@ -36,9 +36,13 @@ use std::time::Duration;
 
 use ops::auth::AuthSettings;
 use ops::rate_limit::RateLimitSettings;
+use ops::telemetry::{LogFormat, TelemetrySettings};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::gateway::GatewayGuardSettings;
+
+/// This service's name in logs and exported traces.
+pub const SERVICE: &str = "command-api";
 
 /// Everything the command API needs to start.
 #[derive(Debug, Clone)]
@@ -53,8 +57,8 @@ pub struct Settings {
     pub payment_gateway: PaymentGatewayKind,
     /// Timeout, retries and circuit breaker around every payment-gateway call.
     pub gateway_guard: GatewayGuardSettings,
-    /// Logging.
-    pub log: LogSettings,
+    /// Logging and trace export.
+    pub telemetry: TelemetrySettings,
 }
 
 /// HTTP server settings.
@@ -99,24 +103,6 @@ pub struct EventStoreSettings {
 pub enum PaymentGatewayKind {
     /// The deterministic in-process simulator of the `aggregates` crate.
     Simulated,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (production).
-    Json,
-    /// Human-readable, for a terminal.
-    Pretty,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// `EnvFilter` directives.
-    pub filter: String,
 }
 
 /// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
@@ -223,10 +209,7 @@ impl Default for Settings {
             },
             payment_gateway: PaymentGatewayKind::Simulated,
             gateway_guard: GatewayGuardSettings::default(),
-            log: LogSettings {
-                format: LogFormat::Json,
-                filter: "info".into(),
-            },
+            telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
         }
     }
 }
@@ -308,27 +291,8 @@ impl Settings {
         if let Some(calls) = env.positive("KEEL_GATEWAY_MAX_CONCURRENCY")? {
             guard.max_concurrent_calls = calls;
         }
-        settings.log = LogSettings::from_lookup(&lookup)?;
+        settings.telemetry = TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, &lookup)?;
         Ok(settings)
-    }
-}
-
-impl LogSettings {
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let format = match lookup("KEEL_LOG_FORMAT").as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: "KEEL_LOG_FORMAT",
-                    reason: format!("unknown format {other:?}; expected json or pretty"),
-                });
-            }
-        };
-        Ok(Self {
-            format,
-            filter: lookup("RUST_LOG").unwrap_or_else(|| "info".into()),
-        })
     }
 }
 
@@ -394,7 +358,7 @@ mod tests {
         assert_eq!(s.event_store.inventory_snapshot_every, 100);
         assert_eq!(s.payment_gateway, PaymentGatewayKind::Simulated);
         assert_eq!(s.gateway_guard, GatewayGuardSettings::default());
-        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
         let limit = s.http.rate_limit.unwrap();
         assert_eq!((limit.per_second.get(), limit.burst.get()), (200, 400));
     }
@@ -463,8 +427,8 @@ mod tests {
         assert_eq!(s.database.max_connections, 3);
         assert_eq!(s.database.acquire_timeout, Duration::from_secs(1));
         assert_eq!(s.event_store.inventory_snapshot_every, 7);
-        assert_eq!(s.log.format, LogFormat::Pretty);
-        assert_eq!(s.log.filter, "debug");
+        assert_eq!(s.telemetry.format, LogFormat::Pretty);
+        assert_eq!(s.telemetry.filter, "debug");
     }
 
     #[test]

@@ -3,16 +3,11 @@
 use anyhow::Context;
 use command_api::config::Settings;
 use command_api::startup::{Application, Dependencies, shutdown_signal};
-use ops::telemetry::{LogFormat, TelemetrySettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("invalid configuration")?;
-    let _telemetry = ops::telemetry::init(
-        &TelemetrySettings::from_env("command-api", LogFormat::Json)
-            .context("invalid logging configuration")?,
-    )
-    .context("cannot set up logging")?;
+    let _telemetry = ops::telemetry::init(&settings.telemetry).context("cannot set up logging")?;
     ops::metrics::install();
     // `Settings`' Debug redacts the database password.
     tracing::info!(settings = ?settings, "starting command API");

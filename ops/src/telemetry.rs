@@ -60,6 +60,17 @@ pub struct TelemetrySettings {
 }
 
 impl TelemetrySettings {
+    /// `format`, filter `info`, no export: what [`from_lookup`](Self::from_lookup) gives
+    /// when nothing is set.
+    pub fn new(service: &'static str, format: LogFormat) -> Self {
+        Self {
+            service,
+            format,
+            filter: "info".into(),
+            otlp_endpoint: None,
+        }
+    }
+
     /// `KEEL_LOG_FORMAT` (default `default_format`), `RUST_LOG` (default `info`) and
     /// `KEEL_OTLP_ENDPOINT` (default: no export).
     ///
@@ -88,12 +99,12 @@ impl TelemetrySettings {
                 reason: "must be an http:// or https:// URL".into(),
             });
         }
-        Ok(Self {
-            service,
-            format,
-            filter: lookup("RUST_LOG").unwrap_or_else(|| "info".into()),
-            otlp_endpoint,
-        })
+        let mut settings = Self::new(service, format);
+        if let Some(filter) = lookup("RUST_LOG") {
+            settings.filter = filter;
+        }
+        settings.otlp_endpoint = otlp_endpoint;
+        Ok(settings)
     }
 
     /// [`from_lookup`](Self::from_lookup) on the process environment.
@@ -183,31 +194,35 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
     Ok(Telemetry { provider })
 }
 
+/// The remote context a well-formed W3C `traceparent` names.
+fn remote_context(traceparent: Option<&str>) -> Option<opentelemetry::Context> {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent?.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    context.span().span_context().is_valid().then_some(context)
+}
+
 /// Makes `span` a child of the trace in `traceparent` (W3C), if it is well-formed and
 /// tracing is exported; otherwise does nothing.
 pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent else {
-        return;
-    };
-    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    if context.span().span_context().is_valid() {
+    if let Some(context) = remote_context(traceparent) {
         // Only fails for a span that is already closed or not recorded by the OTel layer.
         let _ = span.set_parent(context);
     }
 }
 
+/// [`set_parent`] from a request's `traceparent` header.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok());
+    set_parent(span, traceparent);
+}
+
 /// Links `span` to the trace in `traceparent`: for a span that handles many messages at
 /// once (a projector batch), each from its own trace.
 pub fn add_link(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent else {
-        return;
-    };
-    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span.add_link(span_context);
+    if let Some(context) = remote_context(traceparent) {
+        span.add_link(context.span().span_context().clone());
     }
 }
 

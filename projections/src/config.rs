@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::projection::Projection;
-use ops::telemetry::LogFormat;
+use ops::telemetry::{LogFormat, TelemetrySettings};
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -166,8 +166,8 @@ pub struct Settings {
     pub projections: Vec<Projection>,
     /// Hard bound on a graceful shutdown.
     pub shutdown_timeout: Duration,
-    /// Log output format.
-    pub log_format: LogFormat,
+    /// Logging and trace export.
+    pub telemetry: TelemetrySettings,
     /// Where `/metrics` is served.
     pub metrics_addr: std::net::SocketAddr,
 }
@@ -223,7 +223,12 @@ impl Settings {
                 15,
                 1,
             )?),
-            log_format: env.parse("KEEL_LOG_FORMAT", LogFormat::Pretty)?,
+            telemetry: TelemetrySettings::from_lookup("projector", LogFormat::Pretty, &lookup)
+                .map_err(|e| ConfigError {
+                    variable: e.var,
+                    value: lookup(e.var).unwrap_or_default(),
+                    reason: e.reason,
+                })?,
             metrics_addr: env.parse(
                 "KEEL_METRICS_ADDR",
                 std::net::SocketAddr::from(([127, 0, 0, 1], 9103)),
@@ -354,7 +359,7 @@ mod tests {
         assert_eq!(s.projections, vec![Projection::Stock, Projection::Payments]);
         assert_eq!(s.projector.batch_size, 42);
         assert_eq!(s.projector.retry.max_attempts, 2);
-        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
     }
 
     #[test]

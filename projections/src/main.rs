@@ -1,7 +1,6 @@
 //! `projections`: runs the configured projectors until SIGTERM / Ctrl-C.
 
 use anyhow::Context;
-use ops::telemetry::TelemetrySettings;
 use projections::{Settings, runtime};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -9,11 +8,7 @@ use tracing::info;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading the configuration")?;
-    let _telemetry = ops::telemetry::init(
-        &TelemetrySettings::from_env("projector", settings.log_format)
-            .context("invalid logging configuration")?,
-    )
-    .context("setting up logging")?;
+    let _telemetry = ops::telemetry::init(&settings.telemetry).context("setting up logging")?;
     info!(?settings, "starting projectors");
 
     let shutdown = CancellationToken::new();

@@ -28,7 +28,11 @@ use std::time::Duration;
 
 use ops::auth::AuthSettings;
 use ops::rate_limit::RateLimitSettings;
+use ops::telemetry::{LogFormat, TelemetrySettings};
 use sqlx::postgres::PgConnectOptions;
+
+/// This service's name in logs and exported traces.
+pub const SERVICE: &str = "query-api";
 
 /// Everything the query API needs to start.
 #[derive(Debug, Clone)]
@@ -39,8 +43,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Read-your-writes waits.
     pub read_wait: ReadWaitSettings,
-    /// Logging.
-    pub log: LogSettings,
+    /// Logging and trace export.
+    pub telemetry: TelemetrySettings,
 }
 
 /// HTTP server settings.
@@ -77,24 +81,6 @@ pub struct ReadWaitSettings {
     pub timeout: Duration,
     /// Re-read at least this often while waiting, whether or not a notification came.
     pub recheck_interval: Duration,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (production).
-    Json,
-    /// Human-readable, for a terminal.
-    Pretty,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// `EnvFilter` directives.
-    pub filter: String,
 }
 
 /// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
@@ -190,10 +176,7 @@ impl Default for Settings {
                 timeout: Duration::from_millis(2000),
                 recheck_interval: Duration::from_millis(100),
             },
-            log: LogSettings {
-                format: LogFormat::Json,
-                filter: "info".into(),
-            },
+            telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
         }
     }
 }
@@ -252,21 +235,7 @@ impl Settings {
         if let Some(millis) = env.positive("KEEL_READ_WAIT_RECHECK_MS")? {
             settings.read_wait.recheck_interval = Duration::from_millis(millis);
         }
-        if let Some(format) = lookup("KEEL_LOG_FORMAT") {
-            settings.log.format = match format.as_str() {
-                "json" => LogFormat::Json,
-                "pretty" => LogFormat::Pretty,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        var: "KEEL_LOG_FORMAT",
-                        reason: format!("unknown format {other:?}; expected json or pretty"),
-                    });
-                }
-            };
-        }
-        if let Some(filter) = lookup("RUST_LOG") {
-            settings.log.filter = filter;
-        }
+        settings.telemetry = TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, &lookup)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -348,7 +317,7 @@ mod tests {
         assert_eq!(s.database.max_connections, 10);
         assert_eq!(s.read_wait.timeout, Duration::from_millis(2000));
         assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(100));
-        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
     }
 
     #[test]
@@ -374,8 +343,8 @@ mod tests {
         assert_eq!(s.database.acquire_timeout, Duration::from_secs(1));
         assert_eq!(s.read_wait.timeout, Duration::from_millis(500));
         assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(25));
-        assert_eq!(s.log.format, LogFormat::Pretty);
-        assert_eq!(s.log.filter, "debug");
+        assert_eq!(s.telemetry.format, LogFormat::Pretty);
+        assert_eq!(s.telemetry.filter, "debug");
     }
 
     #[test]

@@ -1,18 +1,13 @@
 //! `query-api`: serves the read models over HTTP until SIGTERM or Ctrl-C.
 
 use anyhow::Context;
-use ops::telemetry::{LogFormat, TelemetrySettings};
 use query_api::config::Settings;
 use query_api::startup::{Application, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("invalid configuration")?;
-    let _telemetry = ops::telemetry::init(
-        &TelemetrySettings::from_env("query-api", LogFormat::Json)
-            .context("invalid logging configuration")?,
-    )
-    .context("cannot set up logging")?;
+    let _telemetry = ops::telemetry::init(&settings.telemetry).context("cannot set up logging")?;
     ops::metrics::install();
     // `Settings`' Debug redacts the database password.
     tracing::info!(settings = ?settings, "starting query API");

@@ -62,7 +62,7 @@ use utoipa_axum::routes;
 use self::extract::{CommandHeaders, CorrelationId};
 use self::problem::{PROBLEM_JSON, Problem};
 use crate::clock::Clock;
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, SERVICE};
 use crate::ids::IdSource;
 use crate::store::idempotency::IdempotentRequest;
 use crate::store::{AggregateStore, CommandEnvelope, CommandMetadata};
@@ -140,9 +140,6 @@ impl From<MoneyBody> for Money {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
-
-/// Name of this service in metrics labels.
-pub const SERVICE: &str = "command-api";
 
 /// Probes, the OpenAPI document and metrics are public; everything else is a command and
 /// needs the `writer` role.
@@ -234,11 +231,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                         path = %request.uri().path(),
                         correlation_id = %correlation_id,
                     );
-                    let traceparent = request
-                        .headers()
-                        .get(&extract::TRACEPARENT)
-                        .and_then(|value| value.to_str().ok());
-                    ops::telemetry::set_parent(&span, traceparent);
+                    ops::telemetry::set_parent_from_headers(&span, request.headers());
                     span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),

@@ -1,7 +1,7 @@
 //! The relay loop: lease shards, read a batch, publish it pipelined, delete it once every
 //! delivery is acknowledged; on any failure keep the rows and try again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -322,19 +322,24 @@ async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) {
 fn record_published(batch: &[PendingEvent], published: &PublishedBatch) {
     let acknowledged: HashSet<i64> = published.acknowledged.iter().copied().collect();
     let now = chrono::Utc::now();
+    let lag = metrics::histogram!("keel_relay_publish_lag_seconds");
+    let mut per_aggregate: HashMap<&str, u64> = HashMap::new();
     for event in batch
         .iter()
         .filter(|event| acknowledged.contains(&event.global_position))
     {
-        metrics::counter!(
-            "keel_relay_events_published_total",
-            "aggregate" => event.aggregate_type.clone(),
-        )
-        .increment(1);
-        let lag = (now - event.recorded_at)
+        *per_aggregate.entry(&event.aggregate_type).or_default() += 1;
+        let micros = (now - event.recorded_at)
             .num_microseconds()
             .unwrap_or(0)
             .max(0);
-        metrics::histogram!("keel_relay_publish_lag_seconds").record(lag as f64 / 1e6);
+        lag.record(micros as f64 / 1e6);
+    }
+    for (aggregate, events) in per_aggregate {
+        metrics::counter!(
+            "keel_relay_events_published_total",
+            "aggregate" => aggregate.to_owned(),
+        )
+        .increment(events);
     }
 }

@@ -37,7 +37,7 @@ use utoipa_axum::routes;
 
 use self::problem::{PROBLEM_JSON, Problem, QueryError};
 use crate::changes::{VersionWaiter, WaitOutcome, WaitTarget};
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, SERVICE};
 
 /// `X-Request-Id`: taken from the request or generated, logged and echoed.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -100,9 +100,6 @@ impl<T: Serialize> IntoResponse for Versioned<T> {
         response
     }
 }
-
-/// Name of this service in metrics labels.
-pub const SERVICE: &str = "query-api";
 
 /// Probes, the OpenAPI document and metrics are public; the audit trail and the
 /// projections' replay status need `auditor`; the read models need `reader`.
@@ -179,11 +176,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                         path = %request.uri().path(),
                         request_id = %request_id,
                     );
-                    let traceparent = request
-                        .headers()
-                        .get("traceparent")
-                        .and_then(|value| value.to_str().ok());
-                    ops::telemetry::set_parent(&span, traceparent);
+                    ops::telemetry::set_parent_from_headers(&span, request.headers());
                     span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
