@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::open_loop::{Latencies, LatencySummary};
 use crate::report::{Machine, Report};
-use crate::scratch::ScratchDatabase;
+use crate::scratch::{ScratchArgs, ScratchDatabase};
 
 /// Events per commit while writing a stream (one transaction each).
 const WRITE_CHUNK: usize = 100;
@@ -37,19 +37,9 @@ pub struct LoadArgs {
     /// Snapshot interval of the snapshotted streams (the API's default for inventory).
     #[arg(long, default_value_t = 100)]
     pub snapshot_every: usize,
-    /// The server the scratch database is created on.
-    #[arg(
-        long,
-        env = "KEEL_DATABASE_URL",
-        default_value = "postgres://keel:keel@127.0.0.1:5432/keel",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    #[serde(skip)]
-    pub database_url: String,
-    /// Keep the scratch database afterwards.
-    #[arg(long)]
-    pub keep_database: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub scratch: ScratchArgs,
     #[arg(long)]
     #[serde(skip)]
     pub json: Option<PathBuf>,
@@ -89,7 +79,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         args.snapshot_every > 0,
         "--snapshot-every must be at least 1"
     );
-    let database = ScratchDatabase::create(&args.database_url, "load", args.keep_database).await?;
+    let database = ScratchDatabase::create(&args.scratch, "load").await?;
     let outcome = run_on(args, &database, &lengths, loads).await;
     database.drop().await;
     outcome

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 
 use crate::open_loop::{Latencies, LatencySummary};
 use crate::report::{Machine, Report, percentiles};
-use crate::scratch::ScratchDatabase;
+use crate::scratch::{ScratchArgs, ScratchDatabase};
 
 /// The script, embedded so the binary runs from anywhere.
 const SCRIPT: &str = include_str!("../pgbench/append_event.sql");
@@ -40,19 +40,9 @@ pub struct PgbenchArgs {
     /// /usr/lib/postgresql/*/bin/pgbench).
     #[arg(long)]
     pub pgbench: Option<PathBuf>,
-    /// The server the scratch database is created on.
-    #[arg(
-        long,
-        env = "KEEL_DATABASE_URL",
-        default_value = "postgres://keel:keel@127.0.0.1:5432/keel",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    #[serde(skip)]
-    pub database_url: String,
-    /// Keep the scratch database afterwards.
-    #[arg(long)]
-    pub keep_database: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub scratch: ScratchArgs,
     #[arg(long)]
     #[serde(skip)]
     pub json: Option<PathBuf>,
@@ -134,8 +124,7 @@ pub async fn run(args: &PgbenchArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(!clients.is_empty(), "--clients names no client count");
     let binary = find_pgbench(args.pgbench.as_deref())?;
     let version = pgbench_version(&binary).await?;
-    let database =
-        ScratchDatabase::create(&args.database_url, "pgbench", args.keep_database).await?;
+    let database = ScratchDatabase::create(&args.scratch, "pgbench").await?;
     let outcome = run_on(args, &database, &binary, version, &clients, duration).await;
     database.drop().await;
     outcome

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{Machine, Report};
-use crate::scratch::ScratchDatabase;
+use crate::scratch::{ScratchArgs, ScratchDatabase};
 
 const SMOKE_EVENTS: u64 = 2_000;
 
@@ -47,19 +47,9 @@ pub struct RebuildArgs {
     /// Connections applying each batch.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// The server the scratch database is created on.
-    #[arg(
-        long,
-        env = "KEEL_DATABASE_URL",
-        default_value = "postgres://keel:keel@127.0.0.1:5432/keel",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    #[serde(skip)]
-    pub database_url: String,
-    /// Keep the scratch database afterwards.
-    #[arg(long)]
-    pub keep_database: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub scratch: ScratchArgs,
     #[arg(long)]
     #[serde(skip)]
     pub json: Option<PathBuf>,
@@ -98,8 +88,7 @@ pub async fn run(args: &RebuildArgs) -> anyhow::Result<bool> {
         args.events
     };
     anyhow::ensure!(events >= 10, "--events must be at least 10");
-    let database =
-        ScratchDatabase::create(&args.database_url, "rebuild", args.keep_database).await?;
+    let database = ScratchDatabase::create(&args.scratch, "rebuild").await?;
     let outcome = run_on(args, &database, events).await;
     database.drop().await;
     outcome

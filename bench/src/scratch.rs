@@ -15,6 +15,24 @@ use uuid::Uuid;
 /// The event store's schema, exactly as the command API migrates it.
 static EVENT_STORE_MIGRATIONS: Migrator = sqlx::migrate!("../command-api/migrations");
 
+/// Where a scenario makes its scratch database: the flags every such scenario shares.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct ScratchArgs {
+    /// The server the scratch database is created on.
+    #[arg(
+        long,
+        env = "KEEL_DATABASE_URL",
+        default_value = "postgres://keel:keel@127.0.0.1:5432/keel",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    #[serde(skip)]
+    pub database_url: String,
+    /// Keep the scratch database afterwards.
+    #[arg(long)]
+    pub keep_database: bool,
+}
+
 /// A database of its own, named `keel_bench_<purpose>_<random>`.
 #[derive(Debug)]
 pub struct ScratchDatabase {
@@ -28,7 +46,8 @@ pub struct ScratchDatabase {
 impl ScratchDatabase {
     /// Creates it on the server of `base_url` (whose role must be allowed to create
     /// databases) and applies the event store's migrations.
-    pub async fn create(base_url: &str, purpose: &str, keep: bool) -> anyhow::Result<Self> {
+    pub async fn create(args: &ScratchArgs, purpose: &str) -> anyhow::Result<Self> {
+        let (base_url, keep) = (args.database_url.as_str(), args.keep_database);
         let admin = PgConnectOptions::from_str(base_url).context("parsing the database URL")?;
         let name = format!(
             "keel_bench_{purpose}_{}",
