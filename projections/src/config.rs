@@ -5,7 +5,7 @@
 //! | `KEEL_READ_MODEL_DATABASE_URL` | `KEEL_DATABASE_URL`, else `postgres://keel:keel@127.0.0.1:5432/keel` | database of the `read_model` schema |
 //! | `KEEL_DATABASE_MAX_CONNECTIONS` | `5` | pool size |
 //! | `KEEL_KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
-//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081` | Confluent-compatible registry |
+//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | topics are `<prefix>order`, `<prefix>payment`, `<prefix>inventory`; dead letters go to `<prefix>dlq.<projection>` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics the projector creates when missing (same default as the relay) |
 //! | `KEEL_PROJECTIONS` | `orders,stock,payments` | projections this process runs |
@@ -204,8 +204,10 @@ impl Settings {
             database_max_connections: env.parse_at_least("KEEL_DATABASE_MAX_CONNECTIONS", 5, 1)?,
             kafka: KafkaSettings {
                 brokers: env.string_or("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-                schema_registry_url: env
-                    .string_or("KEEL_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+                schema_registry_url: env.string_or(
+                    "KEEL_SCHEMA_REGISTRY_URL",
+                    "http://127.0.0.1:8081/apis/ccompat/v7",
+                ),
                 topic_prefix: env.string_or("KEEL_TOPIC_PREFIX", schemas::DEFAULT_TOPIC_PREFIX),
                 topic_partitions: env.parse_at_least("KEEL_TOPIC_PARTITIONS", 8, 1)?,
                 session_timeout: env.millis("KEEL_KAFKA_SESSION_TIMEOUT_MS", 10_000)?,
@@ -328,7 +330,10 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
-        assert_eq!(s.kafka.schema_registry_url, "http://127.0.0.1:8081");
+        assert_eq!(
+            s.kafka.schema_registry_url,
+            "http://127.0.0.1:8081/apis/ccompat/v7"
+        );
         assert_eq!(s.kafka.topic_prefix, "keel.");
         assert_eq!(s.projections, Projection::ALL.to_vec());
         assert_eq!(s.projector.batch_size, 500);

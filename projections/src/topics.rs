@@ -1,5 +1,5 @@
-//! Topic creation: the broker may not auto-create topics (Tansu does not, nor do most
-//! production clusters), so the projector creates the ones it reads and writes.
+//! Topic creation: the broker may not auto-create topics (the local stack's does not, nor
+//! do most production clusters), so the projector creates the ones it reads and writes.
 
 use std::time::Duration;
 

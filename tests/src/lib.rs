@@ -38,6 +38,12 @@ pub enum StackError {
         topic: String,
         reason: String,
     },
+    #[error("Kafka broker at {brokers} could not delete topic {topic}: {reason}")]
+    TopicNotDeleted {
+        brokers: String,
+        topic: String,
+        reason: String,
+    },
     #[error("Kafka client for {brokers} could not be configured: {source}")]
     ClientConfig {
         brokers: String,
@@ -64,7 +70,10 @@ impl Stack {
                 "postgres://keel:keel@127.0.0.1:5432/keel",
             ),
             kafka_brokers: var("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-            registry_url: var("KEEL_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+            registry_url: var(
+                "KEEL_SCHEMA_REGISTRY_URL",
+                "http://127.0.0.1:8081/apis/ccompat/v7",
+            ),
         }
     }
 }
@@ -102,7 +111,58 @@ pub async fn check_broker(brokers: &str, timeout: Duration) -> Result<(), StackE
     .expect("metadata probe task panicked")
 }
 
-/// Creates a topic; Tansu, like most production clusters, does not auto-create them.
+/// Deletes every topic whose name starts with `prefix`: a test's topics end with the test,
+/// so a run of the suite leaves the broker with no more topics than it found (each one
+/// costs a small broker memory and start-up time). Returns how many were deleted.
+pub async fn delete_topics_with_prefix(brokers: &str, prefix: &str) -> Result<usize, StackError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(brokers)
+            .create()
+            .map_err(|source| StackError::ClientConfig {
+                brokers: brokers.to_string(),
+                source,
+            })?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, PROBE_TIMEOUT)
+        .map_err(|source| StackError::BrokerUnreachable {
+            brokers: brokers.to_string(),
+            source,
+        })?;
+    let names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name().to_string())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .delete_topics(&refs, &options)
+        .await
+        .map_err(|source| StackError::TopicNotDeleted {
+            brokers: brokers.to_string(),
+            topic: prefix.to_string(),
+            reason: source.to_string(),
+        })?;
+    for result in results {
+        if let Err((name, code)) = result {
+            return Err(StackError::TopicNotDeleted {
+                brokers: brokers.to_string(),
+                topic: name,
+                reason: code.to_string(),
+            });
+        }
+    }
+    Ok(names.len())
+}
+
+/// Creates a topic; the broker, like most production clusters, does not auto-create them.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), StackError> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(brokers)

@@ -131,7 +131,7 @@ impl Platform {
             stack.registry_url.clone(),
         );
         relay_config.topic_prefix = topic_prefix.clone();
-        relay_config.topic_partitions = 4;
+        relay_config.topic_partitions = 2;
         relay_config.poll_interval = Duration::from_millis(5);
         let relay = OutboxRelay::prepare(relay_config)
             .await
@@ -244,6 +244,12 @@ impl Platform {
         })
         .await;
         assert!(stopped.is_ok(), "platform did not stop within 30 s");
+        crate::delete_topics_with_prefix(
+            &crate::Stack::from_env().kafka_brokers,
+            &self.topic_prefix,
+        )
+        .await
+        .expect("delete the platform's topics");
         self.db.close().await;
         let mut connection = PgConnection::connect_with(&self.admin)
             .await

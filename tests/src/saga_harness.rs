@@ -62,7 +62,7 @@ impl RunningSaga {
         config.kafka_brokers = stack.kafka_brokers;
         config.schema_registry_url = stack.registry_url;
         config.topic_prefix = platform.topic_prefix.clone();
-        config.topic_partitions = 4;
+        config.topic_partitions = 2;
         config.group_id = options.group_id;
         config.command_api_url = platform.command_url.clone();
         config.step_timeout = options.step_timeout;

@@ -159,6 +159,13 @@ async fn avro_record_travels_through_registry_broker_and_consumer_group() {
         Some(offset + 1),
         "the group remembers its position"
     );
+    // A message still held keeps its partition referenced, and librdkafka's destroy
+    // would wait for it forever: release the message before the consumer.
+    drop(message);
+    drop(consumer);
+    tests::delete_topics_with_prefix(&stack.kafka_brokers, &topic)
+        .await
+        .expect("delete the smoke topic");
 }
 
 #[tokio::test]
@@ -228,4 +235,61 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The registry enforces the contract's rule: under BACKWARD compatibility (set by
+/// `cargo xtask up`, as a Confluent registry has it by default) a change that old data
+/// cannot be read with is refused, and a compatible one is accepted.
+#[tokio::test]
+async fn the_registry_refuses_a_backward_incompatible_schema_change() {
+    let stack = Stack::from_env();
+    let client = reqwest::Client::new();
+    let subject = format!("{}-value", tests::unique_name("smoke-compat"));
+    let register = |schema: &str| {
+        client
+            .post(format!(
+                "{}/subjects/{subject}/versions",
+                stack.registry_url
+            ))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+    };
+    let v1 = register(PING_SCHEMA)
+        .await
+        .unwrap_or_else(|error| panic!("registry at {} unreachable: {error}", stack.registry_url));
+    assert_eq!(v1.status(), 200, "first version registered");
+
+    // A new field without a default: records written with v1 cannot be read with it.
+    let incompatible = PING_SCHEMA.replace(
+        r#"{"name": "sequence", "type": "long"},"#,
+        r#"{"name": "sequence", "type": "long"}, {"name": "region", "type": "string"},"#,
+    );
+    assert_ne!(incompatible, PING_SCHEMA);
+    let refused = register(&incompatible).await.expect("registry answers");
+    assert_eq!(refused.status(), 409, "incompatible change refused");
+
+    let compatible = PING_SCHEMA.replace(
+        r#"{"name": "sequence", "type": "long"},"#,
+        r#"{"name": "sequence", "type": "long"}, {"name": "region", "type": ["null", "string"], "default": null},"#,
+    );
+    let accepted = register(&compatible).await.expect("registry answers");
+    assert_eq!(accepted.status(), 200, "compatible change accepted");
+
+    let versions: Vec<i64> = client
+        .get(format!(
+            "{}/subjects/{subject}/versions",
+            stack.registry_url
+        ))
+        .send()
+        .await
+        .expect("registry answers")
+        .json()
+        .await
+        .expect("version list");
+    assert_eq!(
+        versions.len(),
+        2,
+        "the refused change left no version behind"
+    );
 }

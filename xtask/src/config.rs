@@ -6,38 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-/// A tool built with `cargo install`, cached outside the repository so that every
-/// clone on the machine reuses it (the Tansu build takes about 20 minutes).
-#[derive(Debug, Clone)]
-pub struct Tool {
-    pub crate_name: &'static str,
-    pub version: &'static str,
-    pub features: &'static [&'static str],
-    pub binary: &'static str,
-    /// Rough first build time on a 2-core machine, to set expectations.
-    pub build_minutes: u32,
-}
+use crate::java::Pins;
 
-pub const TANSU: Tool = Tool {
-    crate_name: "tansu",
-    version: "0.6.0",
-    // `dynostore` provides the memory:// engine the local stack uses.
-    features: &["dynostore", "postgres"],
-    binary: "tansu",
-    build_minutes: 20,
-};
-
-pub const RIVVEN_SCHEMA: Tool = Tool {
-    crate_name: "rivven-schema",
-    version: "0.0.22",
-    features: &[],
-    binary: "rivven-schema",
-    build_minutes: 8,
-};
+/// Where Apicurio serves the Confluent Schema Registry REST API.
+pub const REGISTRY_API_PATH: &str = "/apis/ccompat/v7";
 
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// Cached tool installs: `<tools_dir>/<crate>-<version>/bin/<binary>`.
+    /// Cached tool installs (`kafka-<version>/`, `apicurio-registry-<version>/`, ...).
     pub tools_dir: PathBuf,
     /// Logs and pid files of the processes `up` starts.
     pub state_dir: PathBuf,
@@ -46,7 +22,11 @@ pub struct StackConfig {
     pub pg_password: String,
     pub pg_database: String,
     pub kafka_port: u16,
+    pub kafka_controller_port: u16,
     pub registry_port: u16,
+    /// Apicurio's management interface (health, metrics), moved off its default 9000.
+    pub registry_management_port: u16,
+    pub pins: Pins,
 }
 
 impl StackConfig {
@@ -78,17 +58,36 @@ impl StackConfig {
             pg_password: env::var("KEEL_PG_PASSWORD").unwrap_or_else(|_| "keel".into()),
             pg_database: env::var("KEEL_PG_DATABASE").unwrap_or_else(|_| "keel".into()),
             kafka_port: port_from_env("KEEL_KAFKA_PORT", 9092)?,
+            kafka_controller_port: port_from_env("KEEL_KAFKA_CONTROLLER_PORT", 9093)?,
             registry_port: port_from_env("KEEL_REGISTRY_PORT", 8081)?,
+            registry_management_port: port_from_env("KEEL_REGISTRY_MANAGEMENT_PORT", 8082)?,
+            pins: Pins::read()?,
         })
     }
 
-    pub fn tool_root(&self, tool: &Tool) -> PathBuf {
-        self.tools_dir
-            .join(format!("{}-{}", tool.crate_name, tool.version))
+    /// The broker's jars, resolved by Maven: `<root>/lib/*.jar`.
+    pub fn kafka_root(&self, version: &str) -> PathBuf {
+        self.tools_dir.join(format!("kafka-{version}"))
     }
 
-    pub fn tool_binary(&self, tool: &Tool) -> PathBuf {
-        self.tool_root(tool).join("bin").join(tool.binary)
+    pub fn kafka_lib_dir(&self) -> PathBuf {
+        self.kafka_root(&self.pins.kafka).join("lib")
+    }
+
+    /// The unpacked Apicurio distribution (`quarkus-run.jar` at its root).
+    pub fn apicurio_root(&self, version: &str) -> PathBuf {
+        self.tools_dir.join(format!("apicurio-registry-{version}"))
+    }
+
+    /// The broker's configuration, cluster id and log segments (`data/`).
+    pub fn kafka_state_dir(&self) -> PathBuf {
+        self.state_dir.join("kafka")
+    }
+
+    /// The registry's H2 database: schemas and their ids outlive a restart, as the
+    /// messages that carry those ids outlive one on the broker.
+    pub fn registry_state_dir(&self) -> PathBuf {
+        self.state_dir.join("schema-registry")
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -118,8 +117,9 @@ impl StackConfig {
         format!("127.0.0.1:{}", self.kafka_port)
     }
 
+    /// The registry's Confluent-compatible API, which is what the platform speaks.
     pub fn registry_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.registry_port)
+        format!("http://127.0.0.1:{}{REGISTRY_API_PATH}", self.registry_port)
     }
 
     /// What the platform's processes and tests read to find the stack.
@@ -130,10 +130,16 @@ impl StackConfig {
             ("DATABASE_URL", self.database_url()),
             ("KEEL_KAFKA_BROKERS", self.kafka_bootstrap()),
             ("KEEL_SCHEMA_REGISTRY_URL", self.registry_url()),
-            // Tests that stop and restart a broker run their own instance of this binary.
+            // Tests that stop and restart a broker run a private one from the same jars.
             (
-                "KEEL_TANSU_BIN",
-                self.tool_binary(&TANSU).display().to_string(),
+                "KEEL_KAFKA_LIBS",
+                self.kafka_lib_dir().display().to_string(),
+            ),
+            (
+                "KEEL_KAFKA_JAVA",
+                crate::java::find_java(17, "Apache Kafka")
+                    .map(|java| java.binary.display().to_string())
+                    .unwrap_or_else(|_| "java".into()),
             ),
         ]
     }

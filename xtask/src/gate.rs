@@ -2,6 +2,7 @@
 //! the running stack. CI runs exactly this.
 
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -24,6 +25,24 @@ pub fn run(config: &StackConfig, test_args: &[String]) -> anyhow::Result<()> {
         ]),
     )?;
     let env = config.service_env();
+    let topics_before = topic_count(config);
+    let result = run_tests(&env, test_args);
+    // Each test deletes the topics it made; a broker that keeps gaining them slows down.
+    println!(
+        "==> topics on the broker: {topics_before} before the tests, {} after",
+        topic_count(config)
+    );
+    result
+}
+
+fn topic_count(config: &StackConfig) -> String {
+    crate::probe::kafka_metadata(&config.kafka_bootstrap(), Duration::from_secs(5)).map_or_else(
+        |error| format!("unknown ({error:#})"),
+        |(_, topics)| topics.to_string(),
+    )
+}
+
+fn run_tests(env: &[(&'static str, String)], test_args: &[String]) -> anyhow::Result<()> {
     step(
         "doc tests",
         cargo()

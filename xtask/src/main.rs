@@ -6,6 +6,8 @@
 
 mod config;
 mod gate;
+mod java;
+mod kafka;
 mod postgres;
 mod probe;
 mod process;
@@ -38,7 +40,7 @@ enum Command {
     Down,
     /// Where the logs are; with a component name, print the end of its log.
     Logs {
-        /// `tansu`, `schema-registry` or a service name.
+        /// `kafka`, `schema-registry` or a service name.
         component: Option<String>,
         /// How many lines from the end to print.
         #[arg(long, short = 'n', default_value_t = 40)]

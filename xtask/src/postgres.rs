@@ -16,8 +16,11 @@ pub fn ensure_server(config: &StackConfig) -> anyhow::Result<()> {
         println!("  PostgreSQL: already running on 127.0.0.1:{port}");
         return Ok(());
     }
-    if !has_command("pg_lsclusters") {
-        install_from_debian()?;
+    if !server_installed() {
+        println!(
+            "  PostgreSQL: the server is not installed; installing Debian's postgresql package"
+        );
+        apt_install(&["postgresql"])?;
     }
     let cluster = find_cluster(port)?;
     match cluster {
@@ -155,19 +158,32 @@ fn find_cluster(port: u16) -> anyhow::Result<Option<(String, String)>> {
     }))
 }
 
-fn install_from_debian() -> anyhow::Result<()> {
+/// A client alone (psql, pg_lsclusters) is not enough: the cluster tools and a server
+/// binary must be there too.
+fn server_installed() -> bool {
+    has_command("pg_ctlcluster")
+        && std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+            versions
+                .flatten()
+                .any(|version| version.path().join("bin/postgres").is_file())
+        })
+}
+
+/// Installs Debian packages; needs root, and says so rather than failing obscurely.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let list = packages.join(" ");
     if !is_root() {
         bail!(
-            "PostgreSQL is not installed and installing it needs root: run `apt-get install postgresql` as root, then `cargo xtask up` again"
+            "{list} is not installed and installing it needs root: run `apt-get install {list}` as root, then `cargo xtask up` again"
         );
     }
-    println!("  PostgreSQL: not installed; installing Debian's postgresql package");
     run_checked(Command::new("apt-get").arg("update"), "apt-get update")?;
     run_checked(
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "postgresql"])
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        "apt-get install postgresql",
+        &format!("apt-get install {list}"),
     )
 }
 
@@ -178,7 +194,7 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-fn has_command(name: &str) -> bool {
+pub fn has_command(name: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .stdout(Stdio::null())

@@ -101,14 +101,27 @@ pub fn http_ok(port: u16, path: &str, timeout: Duration) -> anyhow::Result<()> {
 }
 
 fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(String, String)> {
+    http_request(port, "GET", path, None, timeout)
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the status line and the body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<(String, String)> {
     let addr = SocketAddr::from((LOOPBACK, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let body = json_body.unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream
@@ -122,10 +135,10 @@ fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(String,
     Ok((status_line, body))
 }
 
-/// `GET /subjects` on the schema registry: a 200 with a JSON array means it serves the
-/// Confluent REST API. Returns the body.
-pub fn registry_subjects(port: u16, timeout: Duration) -> anyhow::Result<String> {
-    let (status_line, body) = http_get(port, "/subjects", timeout)
+/// `GET <api>/subjects` on the schema registry: a 200 with a JSON array means it serves
+/// the Confluent REST API. Returns the body.
+pub fn registry_subjects(port: u16, api: &str, timeout: Duration) -> anyhow::Result<String> {
+    let (status_line, body) = http_get(port, &format!("{api}/subjects"), timeout)
         .context("schema registry did not answer GET /subjects")?;
     if !status_line.contains(" 200") {
         bail!("schema registry on 127.0.0.1:{port} answered {status_line:?} to GET /subjects");

@@ -21,6 +21,9 @@ pub struct Managed {
     pub name: &'static str,
     pub binary: PathBuf,
     pub args: Vec<String>,
+    /// A part of its command line no other process has (the binary's name, a config
+    /// path): a recorded pid counts as this process only while its command line holds it.
+    pub identity: String,
     pub port: u16,
     pub log_file: PathBuf,
     pub pid_file: PathBuf,
@@ -36,8 +39,7 @@ impl Managed {
             .parse()
             .ok()?;
         let cmdline = probe::process_cmdline(pid)?;
-        let binary_name = self.binary.file_name()?.to_string_lossy().into_owned();
-        cmdline.contains(&binary_name).then_some(pid)
+        cmdline.contains(&self.identity).then_some(pid)
     }
 
     /// Starts the process detached from this one (own process group, stdin closed),
@@ -121,12 +123,18 @@ impl Managed {
 
     /// SIGTERM, then SIGKILL after a grace period; removes the pid file.
     pub fn stop(&self) -> anyhow::Result<bool> {
+        self.stop_within(Duration::from_secs(10))
+    }
+
+    /// As [`Self::stop`], with the grace period given: a broker flushing its logs and
+    /// closing its segments needs longer than a service draining requests.
+    pub fn stop_within(&self, grace: Duration) -> anyhow::Result<bool> {
         let Some(pid) = self.running_pid() else {
             let _ = fs::remove_file(&self.pid_file);
             return Ok(false);
         };
         signal(pid, "TERM")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + grace;
         while probe::process_cmdline(pid).is_some() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));
         }

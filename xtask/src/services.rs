@@ -113,6 +113,7 @@ fn managed(config: &StackConfig, workspace: &Path, service: &PlatformService) ->
         name: service.name,
         binary: target_dir(workspace).join("release").join(service.binary),
         args: Vec::new(),
+        identity: service.binary.to_string(),
         port: service.http_port.unwrap_or(0),
         log_file: config.log_dir().join(format!("{}.log", service.name)),
         pid_file: config.run_dir().join(format!("{}.pid", service.name)),

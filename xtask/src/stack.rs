@@ -6,15 +6,24 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::config::{RIVVEN_SCHEMA, StackConfig, TANSU};
+use crate::config::{REGISTRY_API_PATH, StackConfig};
+use crate::java::{self, Java, java_dir};
+use crate::kafka;
 use crate::postgres;
 use crate::probe;
 use crate::process::{self, Managed};
 use crate::services;
 use crate::tools;
 
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A JVM cold start on two cores: the broker answers in about 10 s, Apicurio in about 20 s.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The broker closes its segments and writes a clean-shutdown marker on SIGTERM.
+const BROKER_STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Apicurio 3.3 is compiled for Java 21; Kafka 4 brokers need 17.
+const KAFKA_MIN_JAVA: u32 = 17;
+const REGISTRY_MIN_JAVA: u32 = 21;
 
 /// What a managed component is and how to tell it is healthy.
 #[derive(Debug, Clone, Copy)]
@@ -28,15 +37,15 @@ impl Component {
 
     fn name(self) -> &'static str {
         match self {
-            Component::Broker => "tansu",
+            Component::Broker => "kafka",
             Component::Registry => "schema-registry",
         }
     }
 
     fn describe(self) -> &'static str {
         match self {
-            Component::Broker => "Kafka broker (Tansu)",
-            Component::Registry => "schema registry (rivven-schema)",
+            Component::Broker => "Kafka broker (Apache Kafka, KRaft)",
+            Component::Registry => "schema registry (Apicurio Registry, Confluent API)",
         }
     }
 
@@ -47,43 +56,69 @@ impl Component {
         }
     }
 
+    /// The process as `status` and `down` know it: pid file, log and identity. `start`
+    /// fills in the launcher and its arguments.
     fn managed(self, config: &StackConfig) -> Managed {
-        let port = self.port(config);
-        let (binary, args) = match self {
-            Component::Broker => {
-                let listener = format!("tcp://127.0.0.1:{port}");
-                (
-                    config.tool_binary(&TANSU),
-                    vec![
-                        "broker".to_string(),
-                        "--storage-engine".into(),
-                        "memory://tansu/".into(),
-                        "--kafka-listener-url".into(),
-                        listener.clone(),
-                        "--kafka-advertised-listener-url".into(),
-                        listener,
-                    ],
-                )
-            }
-            Component::Registry => (
-                config.tool_binary(&RIVVEN_SCHEMA),
-                vec![
-                    "serve".to_string(),
-                    "--host".into(),
-                    "127.0.0.1".into(),
-                    "--port".into(),
-                    port.to_string(),
-                ],
-            ),
+        let identity = match self {
+            // The configuration path is this stack's own; a test's private broker runs
+            // the same main class from another folder.
+            Component::Broker => config
+                .kafka_state_dir()
+                .join("server.properties")
+                .display()
+                .to_string(),
+            Component::Registry => config
+                .apicurio_root(&config.pins.apicurio)
+                .join("quarkus-run.jar")
+                .display()
+                .to_string(),
         };
         Managed {
             name: self.name(),
-            binary,
-            args,
-            port,
+            binary: "java".into(),
+            args: Vec::new(),
+            identity,
+            port: self.port(config),
             log_file: config.log_dir().join(format!("{}.log", self.name())),
             pid_file: config.run_dir().join(format!("{}.pid", self.name())),
         }
+    }
+
+    fn launch(
+        self,
+        config: &StackConfig,
+        java: &Java,
+        installed: &Path,
+    ) -> anyhow::Result<Managed> {
+        let mut managed = self.managed(config);
+        managed.binary = java.binary.clone();
+        managed.args = match self {
+            Component::Broker => {
+                let properties = kafka::prepare(config, java)?;
+                kafka::broker_args(config, &properties)
+            }
+            Component::Registry => {
+                let db = config.registry_state_dir();
+                fs::create_dir_all(&db).with_context(|| format!("creating {}", db.display()))?;
+                vec![
+                    format!("@{}", java_dir().join("registry-jvm.options").display()),
+                    "-Dquarkus.http.host=127.0.0.1".into(),
+                    format!("-Dquarkus.http.port={}", config.registry_port),
+                    "-Dquarkus.management.host=127.0.0.1".into(),
+                    format!(
+                        "-Dquarkus.management.port={}",
+                        config.registry_management_port
+                    ),
+                    format!(
+                        "-Dapicurio.datasource.url=jdbc:h2:file:{}",
+                        db.join("registry").display()
+                    ),
+                    "-jar".into(),
+                    installed.display().to_string(),
+                ]
+            }
+        };
+        Ok(managed)
     }
 
     /// A protocol-level answer, not just an open port.
@@ -92,13 +127,51 @@ impl Component {
             Component::Broker => {
                 let (brokers, topics) =
                     probe::kafka_metadata(&config.kafka_bootstrap(), PROBE_TIMEOUT)?;
-                Ok(format!("metadata: {brokers} broker(s), {topics} topic(s)"))
+                let log = self.managed(config).log_file;
+                let version = kafka::reported_version(&log).map_or_else(
+                    || "version not in its log".into(),
+                    |v| format!("Apache Kafka {v}"),
+                );
+                Ok(format!(
+                    "{version}; metadata: {brokers} broker(s), {topics} topic(s)"
+                ))
             }
             Component::Registry => {
-                let subjects = probe::registry_subjects(config.registry_port, PROBE_TIMEOUT)?;
+                let subjects = probe::registry_subjects(
+                    config.registry_port,
+                    REGISTRY_API_PATH,
+                    PROBE_TIMEOUT,
+                )?;
                 // Count the subjects rather than print them: tests register hundreds.
                 let count = subjects.matches("\",\"").count() + usize::from(subjects.len() > 2);
-                Ok(format!("GET /subjects -> {count} subject(s)"))
+                Ok(format!(
+                    "Apicurio Registry {}; GET {REGISTRY_API_PATH}/subjects -> {count} subject(s)",
+                    config.pins.apicurio
+                ))
+            }
+        }
+    }
+
+    /// Settings a fresh component needs before the platform uses it.
+    fn configure(self, config: &StackConfig) -> anyhow::Result<()> {
+        match self {
+            Component::Broker => Ok(()),
+            // A Confluent registry checks BACKWARD compatibility unless told otherwise;
+            // Apicurio checks nothing by default. The platform's contract is BACKWARD.
+            Component::Registry => {
+                let (status_line, body) = probe::http_request(
+                    config.registry_port,
+                    "PUT",
+                    &format!("{REGISTRY_API_PATH}/config"),
+                    Some(r#"{"compatibility":"BACKWARD"}"#),
+                    PROBE_TIMEOUT,
+                )?;
+                if !status_line.contains(" 200") {
+                    bail!(
+                        "setting the registry's compatibility to BACKWARD answered {status_line:?}: {body}"
+                    );
+                }
+                Ok(())
             }
         }
     }
@@ -142,17 +215,29 @@ pub fn up(config: &StackConfig) -> anyhow::Result<()> {
 
 fn up_stack(config: &StackConfig) -> anyhow::Result<()> {
     println!("==> tools (cached in {})", config.tools_dir.display());
-    tools::ensure_installed(config, &TANSU)?;
-    tools::ensure_installed(config, &RIVVEN_SCHEMA)?;
+    let kafka_java = java::find_java(KAFKA_MIN_JAVA, "Apache Kafka")?;
+    let registry_java = java::find_java(REGISTRY_MIN_JAVA, "Apicurio Registry")?;
+    println!(
+        "  Java: {} (Java {}) for the broker, {} (Java {}) for the registry",
+        kafka_java.binary.display(),
+        kafka_java.major,
+        registry_java.binary.display(),
+        registry_java.major
+    );
+    let kafka_libs = java::ensure_kafka(config, &config.pins)?;
+    let registry_jar = java::ensure_apicurio(config, &config.pins)?;
     tools::ensure_schema_packages(config)?;
 
     println!("==> PostgreSQL");
     postgres::ensure_server(config)?;
     postgres::ensure_database(config)?;
 
-    for component in Component::ALL {
+    for (component, java, installed) in [
+        (Component::Broker, &kafka_java, &kafka_libs),
+        (Component::Registry, &registry_java, &registry_jar),
+    ] {
         println!("==> {}", component.describe());
-        start(config, component)?;
+        start(config, component, java, installed)?;
     }
     println!(
         "==> stack is up; logs and pids in {}",
@@ -168,18 +253,23 @@ fn up_stack(config: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(config: &StackConfig, component: Component) -> anyhow::Result<()> {
+fn start(
+    config: &StackConfig,
+    component: Component,
+    java: &Java,
+    installed: &Path,
+) -> anyhow::Result<()> {
     let managed = component.managed(config);
     let port = managed.port;
     if let Some(pid) = managed.running_pid() {
         match component.probe(config) {
             Ok(answer) => {
                 println!("  already running (pid {pid}) on 127.0.0.1:{port}; {answer}");
-                return Ok(());
+                return component.configure(config);
             }
             Err(error) => {
                 println!("  pid {pid} is running but does not answer ({error:#}); restarting it");
-                managed.stop()?;
+                managed.stop_within(BROKER_STOP_GRACE)?;
             }
         }
     }
@@ -197,10 +287,16 @@ fn start(config: &StackConfig, component: Component) -> anyhow::Result<()> {
             }
         );
     }
+    let managed = component.launch(config, java, installed)?;
     let pid = managed.spawn()?;
     println!("  started pid {pid}; waiting for it to answer on 127.0.0.1:{port}");
     managed.wait_healthy(pid, START_TIMEOUT, || component.probe(config).map(drop))?;
-    println!("  healthy; log: {}", managed.log_file.display());
+    component.configure(config)?;
+    println!(
+        "  healthy: {}; log: {}",
+        component.probe(config)?,
+        managed.log_file.display()
+    );
     Ok(())
 }
 
@@ -259,13 +355,18 @@ pub fn down(config: &StackConfig) -> anyhow::Result<()> {
     }
     for component in Component::ALL.iter().rev() {
         let managed = component.managed(config);
-        if managed.stop()? {
+        if managed.stop_within(BROKER_STOP_GRACE)? {
             println!("stopped {}", component.describe());
         } else {
             println!("{} was not running", component.describe());
         }
     }
     println!("PostgreSQL is the machine's server and keeps running.");
+    println!(
+        "The broker's topics and the registry's schemas are kept in {} and {}; remove both folders to forget them.",
+        config.kafka_state_dir().display(),
+        config.registry_state_dir().display()
+    );
     Ok(())
 }
 

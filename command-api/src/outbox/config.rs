@@ -86,7 +86,10 @@ impl RelayConfig {
         let mut config = Self::new(
             database,
             text("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-            text("KEEL_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+            text(
+                "KEEL_SCHEMA_REGISTRY_URL",
+                "http://127.0.0.1:8081/apis/ccompat/v7",
+            ),
         );
         config.topic_prefix = text("KEEL_TOPIC_PREFIX", &config.topic_prefix);
         config.topic_partitions = number("KEEL_TOPIC_PARTITIONS", config.topic_partitions)?;

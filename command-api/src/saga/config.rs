@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the event store database (saga tables live there) |
 //! | `KEEL_KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
-//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081` | Confluent-compatible registry |
+//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | event topics are `<prefix>order|payment|inventory` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics created if missing |
 //! | `KEEL_SAGA_GROUP_ID` | `keel-saga` | the saga's own consumer group |
@@ -123,7 +123,7 @@ impl SagaConfig {
         Self {
             database,
             kafka_brokers: "127.0.0.1:9092".into(),
-            schema_registry_url: "http://127.0.0.1:8081".into(),
+            schema_registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
             topic_prefix: schemas::DEFAULT_TOPIC_PREFIX.into(),
             topic_partitions: 8,
             group_id: "keel-saga".into(),

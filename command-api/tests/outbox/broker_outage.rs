@@ -39,8 +39,8 @@ async fn with_the_broker_down_commands_succeed_and_the_backlog_drains_when_it_re
         "the events written during the outage wait in the outbox"
     );
 
-    // The broker comes back empty (in-memory storage): the relay recreates the topics and
-    // publishes the whole backlog.
+    // The broker comes back after a crash with what it had acknowledged; the relay
+    // reconnects and publishes the whole backlog.
     broker.resume().await;
     let consumer = subscribe(&broker.address(), &prefix);
     let messages = receive_until(&consumer, Duration::from_secs(60), |m| {

@@ -23,7 +23,7 @@ pub fn relay_config(app: &TestApp, brokers: &str, prefix: &str) -> RelayConfig {
         stack.registry_url,
     );
     config.topic_prefix = prefix.to_owned();
-    config.topic_partitions = 4;
+    config.topic_partitions = 2;
     config.poll_interval = Duration::from_millis(10);
     config.message_timeout = Duration::from_secs(5);
     config.backlog_report_interval = Duration::from_millis(500);
@@ -39,10 +39,14 @@ pub fn test_prefix() -> String {
 pub struct RunningRelay {
     pub cancel: CancellationToken,
     task: JoinHandle<()>,
+    brokers: String,
+    topic_prefix: String,
 }
 
 impl RunningRelay {
     pub async fn start(config: RelayConfig) -> Self {
+        let brokers = config.kafka_brokers.clone();
+        let topic_prefix = config.topic_prefix.clone();
         let relay = OutboxRelay::prepare(config)
             .await
             .expect("relay prepares (registry and broker reachable)");
@@ -51,15 +55,24 @@ impl RunningRelay {
             let cancel = cancel.clone();
             async move { relay.run(cancel).await }
         });
-        Self { cancel, task }
+        Self {
+            cancel,
+            task,
+            brokers,
+            topic_prefix,
+        }
     }
 
+    /// Stops the relay and deletes the topics of its prefix: the test is over.
     pub async fn stop(self) {
         self.cancel.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("relay stops in time")
             .expect("relay task");
+        tests::delete_topics_with_prefix(&self.brokers, &self.topic_prefix)
+            .await
+            .expect("delete the test's topics");
     }
 }
 

@@ -12,7 +12,7 @@ const LINES: u32 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_apply_many_events_per_transaction_in_aggregate_order() {
-    let harness = Harness::start(3).await;
+    let harness = Harness::start(2).await;
     let customer_id = Uuid::new_v4();
     // Orders written concurrently, so their events interleave in the outbox and on the
     // partitions; the even ones are placed.

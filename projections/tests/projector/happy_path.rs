@@ -8,7 +8,7 @@ use crate::support::{Harness, NOW_JSON, row, rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_every_read_model() {
-    let harness = Harness::start(3).await;
+    let harness = Harness::start(2).await;
     let settings = harness.projector_settings(50);
     let mut orders = harness.start_projector(Projection::Orders, &settings).await;
     let mut stock = harness.start_projector(Projection::Stock, &settings).await;

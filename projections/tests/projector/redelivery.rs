@@ -7,7 +7,7 @@ use crate::support::{Harness, RunningProjector, dump_read_model, write_sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_events_leave_the_read_model_untouched() {
-    let harness = Harness::start(3).await;
+    let harness = Harness::start(2).await;
     write_sample(&harness).await;
     let counts = harness.event_counts().await;
     assert_eq!(

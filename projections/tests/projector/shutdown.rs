@@ -15,7 +15,7 @@ use crate::support::{
     Harness, RunningProjector, assert_checkpoints_match_event_store, row, write_sample,
 };
 
-const PARTITIONS: i32 = 3;
+const PARTITIONS: i32 = 2;
 
 /// What consumer group `group_id` has committed on every partition of the event topics.
 async fn committed_offsets(harness: &Harness, group_id: &str) -> BTreeMap<(String, i32), i64> {

@@ -45,7 +45,10 @@ fn stack_addresses() -> (String, String) {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     (
         var("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-        var("KEEL_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
+        var(
+            "KEEL_SCHEMA_REGISTRY_URL",
+            "http://127.0.0.1:8081/apis/ccompat/v7",
+        ),
     )
 }
 
@@ -242,6 +245,9 @@ impl Harness {
         self.read_model.close().await;
         self.event_store.close().await;
         self.database.drop_database().await;
+        tests::delete_topics_with_prefix(&self.kafka.brokers, &self.kafka.topic_prefix)
+            .await
+            .expect("delete the test's topics");
     }
 
     // --- the write side -----------------------------------------------------------------
