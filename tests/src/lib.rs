@@ -111,17 +111,26 @@ pub async fn check_broker(brokers: &str, timeout: Duration) -> Result<(), StackE
     .expect("metadata probe task panicked")
 }
 
+fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, StackError> {
+    client_config(brokers)
+        .create()
+        .map_err(|source| StackError::ClientConfig {
+            brokers: brokers.to_string(),
+            source,
+        })
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)))
+}
+
 /// Deletes every topic whose name starts with `prefix`: a test's topics end with the test,
 /// so a run of the suite leaves the broker with no more topics than it found (each one
 /// costs a small broker memory and start-up time). Returns how many were deleted.
 pub async fn delete_topics_with_prefix(brokers: &str, prefix: &str) -> Result<usize, StackError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(brokers)
-            .create()
-            .map_err(|source| StackError::ClientConfig {
-                brokers: brokers.to_string(),
-                source,
-            })?;
+    let admin = admin_client(brokers)?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, PROBE_TIMEOUT)
@@ -139,11 +148,8 @@ pub async fn delete_topics_with_prefix(brokers: &str, prefix: &str) -> Result<us
         return Ok(0);
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
-        .delete_topics(&refs, &options)
+        .delete_topics(&refs, &admin_options())
         .await
         .map_err(|source| StackError::TopicNotDeleted {
             brokers: brokers.to_string(),
@@ -164,19 +170,10 @@ pub async fn delete_topics_with_prefix(brokers: &str, prefix: &str) -> Result<us
 
 /// Creates a topic; the broker, like most production clusters, does not auto-create them.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), StackError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(brokers)
-            .create()
-            .map_err(|source| StackError::ClientConfig {
-                brokers: brokers.to_string(),
-                source,
-            })?;
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
+    let admin = admin_client(brokers)?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = admin
-        .create_topics(&[new_topic], &options)
+        .create_topics(&[new_topic], &admin_options())
         .await
         .map_err(|source| StackError::TopicNotCreated {
             brokers: brokers.to_string(),
