@@ -1,5 +1,5 @@
 //! S6: projection rebuild from the event store. A scratch database gets the event store's
-//! and the read model's migrations and `--events` seeded events (`keel-replay dev-seed`'s
+//! and the read model's migrations and `--events` seeded events (`event_store::seed`'s
 //! generator: every row goes through the store's triggers); then the projection is rebuilt
 //! with the library `keel-replay rebuild` runs (shadow tables, swap), once per `--fold`,
 //! and timed. The check: every stored event of the projection's sources is applied once,
@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, ValueEnum};
+use event_store::seed::{SeedMix, seed_events_with};
 use projections::Projection;
-use projections::replay::seed::{SeedMix, seed_events_with};
 use projections::replay::source::EventStore;
 use projections::replay::{self, Fold, RebuildOptions, RebuildProgress};
 use serde::Serialize;

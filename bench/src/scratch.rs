@@ -1,5 +1,5 @@
 //! Scratch databases: created for one run next to the platform's database, migrated with
-//! the event store's own migrations (`command-api/migrations`, embedded at build time) and
+//! the event store's own migrations (`event_store::MIGRATOR`, embedded at build time) and
 //! dropped afterwards. Scenarios that write in bulk (pgbench, rebuild, aggregate loads) use
 //! one, so the live `keel` database only ever receives what the platform itself writes.
 
@@ -7,13 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
-
-/// The event store's schema, exactly as the command API migrates it.
-static EVENT_STORE_MIGRATIONS: Migrator = sqlx::migrate!("../command-api/migrations");
 
 /// Where a scenario makes its scratch database: the flags every such scenario shares.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
@@ -72,7 +68,7 @@ impl ScratchDatabase {
             keep,
         };
         let pool = database.pool(1).await?;
-        let migrated = EVENT_STORE_MIGRATIONS.run(&pool).await;
+        let migrated = event_store::migrate(&pool).await;
         pool.close().await;
         if let Err(error) = migrated {
             database.drop().await;

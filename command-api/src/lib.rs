@@ -8,8 +8,8 @@
 //! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
 //!   binds to any port (0 in tests) so tests run the real service.
 //! - [`outbox`]: the relay that publishes what the append transaction queued in `outbox`
-//!   to Kafka (binary `outbox-relay`); [`event_log`]: reading the store in global order
-//!   without skipping late commits. Design: `docs/adr/0002-outbox-and-global-position.md`.
+//!   to Kafka (binary `outbox-relay`), through the `event-store` crate's queue. Design:
+//!   `docs/adr/0002-outbox-and-global-position.md`.
 //! - [`saga`]: the order fulfilment process manager (binary `saga`): consumes order,
 //!   inventory and payment events and drives each placed order to confirmed, or compensates.
 //! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
@@ -20,7 +20,6 @@
 
 pub mod clock;
 pub mod config;
-pub mod event_log;
 pub mod gateway;
 pub mod http;
 pub mod ids;

@@ -25,8 +25,22 @@ use crate::store::{AggregateStore, AppendHook};
 /// How long shutdown waits for pooled connections to be returned.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The event store schema (0001) and this service's own tables; applied at start-up.
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+/// The saga's tables (`migrations/0020_saga.sql`), applied after the event store's own
+/// ([`event_store::MIGRATOR`]); both record their versions in one `_sqlx_migrations`, so each
+/// ignores the other's.
+pub static SAGA_MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!()
+};
+
+/// Applies the event store's migrations, then the saga's.
+///
+/// # Errors
+/// The database is unreachable, or a migration fails.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    event_store::migrate(pool).await?;
+    SAGA_MIGRATOR.run(pool).await
+}
 
 /// What the application is built from besides its settings: injected so tests can pin
 /// time and ids, swap the gateway, and hold commands at the append.
@@ -127,7 +141,7 @@ impl Application {
         pool: PgPool,
         dependencies: Dependencies,
     ) -> Result<Self, StartupError> {
-        MIGRATOR.run(&pool).await?;
+        migrate(&pool).await?;
         let Dependencies {
             clock,
             ids,
@@ -295,8 +309,7 @@ pub async fn connect_and_migrate(
         .connect_with(options)
         .await
         .context("cannot reach the event store database")?;
-    MIGRATOR
-        .run(&pool)
+    migrate(&pool)
         .await
         .context("applying the event store migrations")?;
     Ok(pool)

@@ -7,16 +7,14 @@ mod encode;
 mod error;
 mod leases;
 mod relay;
-mod store;
 mod topics;
 
 pub use config::RelayConfig;
 pub use encode::{SchemaIds, WireRecord, encode_for_wire, register_schemas};
 pub use error::RelayError;
+pub use event_store::outbox::{
+    Backlog, OUTBOX_SHARDS, PendingEvent, backlog, delete_published, fetch_batch,
+};
 pub use leases::ShardLeases;
 pub use relay::{OutboxRelay, PublishedBatch};
-pub use store::{Backlog, PendingEvent, backlog, delete_published, fetch_batch};
 pub use topics::ensure_topics;
-
-/// Number of outbox shards; must match the modulus in `migrations/0010_outbox.sql`.
-pub const OUTBOX_SHARDS: i16 = 64;

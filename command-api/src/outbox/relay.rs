@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 use uuid::Uuid;
 
-use super::store::note_failed_attempt;
 use super::{
     PendingEvent, RelayConfig, RelayError, SchemaIds, ShardLeases, backlog, delete_published,
     encode_for_wire, ensure_topics, fetch_batch, register_schemas,
 };
+use event_store::outbox::note_failed_attempt;
 
 const REBALANCE_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

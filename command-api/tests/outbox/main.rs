@@ -9,6 +9,5 @@ mod helpers;
 mod support;
 
 mod broker_outage;
-mod event_log;
 mod ordering;
 mod wire_contract;

@@ -5,7 +5,6 @@
 //! keel-replay status                                  unfinished rebuilds only
 //! keel-replay rebuild orders [--batch-size 5000] [--workers 2] [--keep-old] [--restart] [--per-event]
 //! keel-replay rebuild stock --from kafka              in place, from the topics
-//! keel-replay dev-seed --events 1000000 [--inventory-only]  bulk events for measuring
 //! ```
 //!
 //! Ctrl-C stops a rebuild after the batch in progress; running the same command again
@@ -19,7 +18,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use projections::config::DatabaseUrl;
-use projections::replay::seed::SeedMix;
 use projections::replay::source::EventStore;
 use projections::replay::status::projection_status;
 use projections::replay::{self, Fold, Phase, RebuildOptions, RebuildProgress, RebuildReport};
@@ -76,15 +74,6 @@ enum Command {
         /// exists (slower; for comparison).
         #[arg(long)]
         per_event: bool,
-    },
-    /// Writes bulk test events straight into the event store (development databases only).
-    DevSeed {
-        /// How many events.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Only inventory events (all of them read by `stock`), instead of half orders.
-        #[arg(long)]
-        inventory_only: bool,
     },
 }
 
@@ -149,17 +138,6 @@ async fn main() -> anyhow::Result<()> {
                 Source::Store => rebuild(&read_model, &store, projection, &options).await,
                 Source::Kafka => rebuild_from_kafka(&read_model, &settings, projection).await,
             }
-        }
-        Command::DevSeed {
-            events,
-            inventory_only,
-        } => {
-            let mix = if inventory_only {
-                SeedMix::InventoryOnly
-            } else {
-                SeedMix::Mixed
-            };
-            dev_seed(store.pool(), events, mix).await
         }
     }
 }
@@ -346,26 +324,6 @@ async fn rebuild_from_kafka(
     .await
     .with_context(|| format!("rebuilding {projection} from Kafka"))?;
     println!("{report}");
-    Ok(())
-}
-
-async fn dev_seed(pool: &PgPool, events: u64, mix: SeedMix) -> anyhow::Result<()> {
-    let bar = ProgressBar::with_draw_target(Some(events), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "seeding [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events {per_sec} ETA {eta}",
-        )
-        .context("progress bar template")?,
-    );
-    let started = std::time::Instant::now();
-    let written = replay::seed::seed_events_with(pool, events, mix, |n| bar.set_position(n))
-        .await
-        .context("writing events")?;
-    bar.finish();
-    println!(
-        "wrote {written} events in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

@@ -53,7 +53,6 @@
 
 pub mod apply;
 pub mod kafka;
-pub mod seed;
 mod set_based;
 pub mod shadow;
 pub mod source;

@@ -1,44 +1,22 @@
-//! The event store read in commit order, the way `command_api::event_log::read_after`
-//! reads it (see `docs/adr/0002-outbox-and-global-position.md`): ordered by
-//! `(transaction_id, global_position)` and only below the oldest transaction still in
-//! flight, so an event that commits late is never stepped over. Re-implemented here
-//! because the projector must not depend on the write side's crate.
+//! The event store read in commit order through `event_store::log` (the one reader that
+//! never steps over a late commit, `docs/adr/0002-outbox-and-global-position.md`), each row
+//! decoded the way the live projector decodes it from Kafka.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::OrderEvent;
 use aggregates::payment::PaymentEvent;
+use event_store::StreamRef;
+use event_store::log::{self, LogFilter, RecordedEvent};
+use event_store::stream::{self, StreamRange};
 use schemas::{AggregateKind, EventMetadata};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
+
+pub use event_store::LogPosition;
 
 use crate::Projection;
 use crate::event::{AggregateKey, ProjectedEvent, SourceEvent};
-
-/// A place in the store's commit order: the appending transaction, then the identity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogPosition {
-    /// `events.transaction_id` (an `xid8`).
-    pub transaction_id: i64,
-    /// `events.global_position`.
-    pub global_position: i64,
-}
-
-impl LogPosition {
-    /// Before every event.
-    pub const START: LogPosition = LogPosition {
-        transaction_id: 0,
-        global_position: 0,
-    };
-}
-
-impl fmt::Display for LogPosition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.transaction_id, self.global_position)
-    }
-}
 
 /// One stored event, decoded the way the relay encodes it for Kafka (JSON payload into the
 /// aggregate's event enum, metadata map into [`EventMetadata`]), so that a replay applies
@@ -75,9 +53,6 @@ pub enum SourceError {
     },
 }
 
-const COLUMNS: &str = "transaction_id::text::bigint AS transaction_id, global_position, \
-     aggregate_type, aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata";
-
 /// The event store (`public.events`), possibly in another database than the read model.
 #[derive(Debug, Clone)]
 pub struct EventStore {
@@ -106,25 +81,9 @@ impl EventStore {
         after: LogPosition,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, SourceError> {
-        // The ORDER BY names the table's columns: unqualified, `transaction_id` would be
-        // the output column (the bigint cast), which no index delivers in order, so every
-        // read would sort the whole rest of the store before its LIMIT (quadratic over a
-        // rebuild: 8.6k events/s at 1M events instead of the index-ordered scan).
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND aggregate_type = ANY($3) \
-             ORDER BY events.transaction_id, events.global_position \
-             LIMIT $4"
-        ))
-        .bind(after.transaction_id.to_string())
-        .bind(after.global_position)
-        .bind(source_types(projection))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode_row).collect()
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = log::read_after(&self.pool, after, &source_filter(projection), limit).await?;
+        rows.into_iter().map(decode_row).collect()
     }
 
     /// The committed events of one aggregate with `after < sequence <= up_to`, in sequence
@@ -138,18 +97,13 @@ impl EventStore {
         after: i64,
         up_to: i64,
     ) -> Result<Vec<StoredEvent>, SourceError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4 \
-             ORDER BY sequence"
-        ))
-        .bind(&key.aggregate_type)
-        .bind(&key.aggregate_id)
-        .bind(after)
-        .bind(up_to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode_row).collect()
+        let stream = StreamRef {
+            aggregate_type: &key.aggregate_type,
+            aggregate_id: &key.aggregate_id,
+        };
+        let range = StreamRange::after(after).up_to(up_to);
+        let rows = stream::read_stream(&self.pool, stream, range).await?;
+        rows.into_iter().map(decode_row).collect()
     }
 
     /// How many events of `projection`'s source aggregates the store holds.
@@ -157,13 +111,13 @@ impl EventStore {
     /// # Errors
     /// Database errors.
     pub async fn count(&self, projection: Projection) -> Result<u64, sqlx::Error> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
-                .bind(source_types(projection))
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(u64::try_from(count).unwrap_or_default())
+        log::count(&self.pool, &source_filter(projection)).await
     }
+}
+
+/// The log filter for `projection`'s source aggregates.
+fn source_filter(projection: Projection) -> LogFilter {
+    LogFilter::aggregate_types(source_types(projection))
 }
 
 /// The aggregate types `projection` reads.
@@ -175,25 +129,31 @@ pub fn source_types(projection: Projection) -> Vec<&'static str> {
         .collect()
 }
 
-fn decode_row(row: &PgRow) -> Result<StoredEvent, SourceError> {
-    let position = LogPosition {
-        transaction_id: row.try_get("transaction_id")?,
-        global_position: row.try_get("global_position")?,
-    };
-    let aggregate_type: String = row.try_get("aggregate_type")?;
-    let aggregate_id: String = row.try_get("aggregate_id")?;
-    let sequence: i64 = row.try_get("sequence")?;
-    let payload: &str = row.try_get("payload")?;
-    let metadata: &str = row.try_get("metadata")?;
-    decode(&aggregate_type, &aggregate_id, sequence, payload, metadata)
-        .map(|event| StoredEvent { position, event })
-        .map_err(|reason| SourceError::Undecodable {
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            position,
-            reason,
-        })
+fn decode_row(row: RecordedEvent) -> Result<StoredEvent, SourceError> {
+    let RecordedEvent {
+        position,
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        payload,
+        metadata,
+        ..
+    } = row;
+    decode(
+        &aggregate_type,
+        &aggregate_id,
+        sequence,
+        &payload,
+        &metadata,
+    )
+    .map(|event| StoredEvent { position, event })
+    .map_err(|reason| SourceError::Undecodable {
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        position,
+        reason,
+    })
 }
 
 /// A stored row into the event the live projector would decode from Kafka.
@@ -206,7 +166,8 @@ fn decode(
 ) -> Result<ProjectedEvent, String> {
     let kind = AggregateKind::from_aggregate_type(aggregate_type)
         .ok_or_else(|| format!("unknown aggregate type {aggregate_type:?}"))?;
-    let sequence = u64::try_from(sequence).map_err(|_| "negative sequence".to_owned())?;
+    let sequence =
+        u64::try_from(sequence).map_err(|_| format!("corrupt: negative sequence {sequence}"))?;
     let map: HashMap<String, String> =
         serde_json::from_str(metadata).map_err(|error| format!("metadata: {error}"))?;
     let metadata = EventMetadata::from_map(aggregate_type, aggregate_id, sequence, &map)

@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::hash::{self, ChainHash, GENESIS, HASH_LEN};
 use super::store::{self, ChainRow, StreamPosition, StreamRef};
+use event_store::hash_chain::{self as hash, ChainHash, GENESIS, HASH_LEN};
 
 /// Rows read per query while verifying a whole stream.
 const STREAM_BATCH: i64 = 1000;

@@ -354,7 +354,7 @@ impl AuditLogParams {
         LogFilter {
             correlation_id: self.correlation_id.clone(),
             event_type: self.event_type.clone(),
-            aggregate_type: self.aggregate_type.clone(),
+            aggregate_types: self.aggregate_type.iter().cloned().collect(),
             actor: self.actor.clone(),
             from: self.from,
             to: self.to,

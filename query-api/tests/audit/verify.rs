@@ -2,7 +2,7 @@
 //! `/audit/…/verify` and by `keel-audit verify`.
 
 use chrono::{DateTime, Utc};
-use query_api::audit::hash::{self, ChainHash, GENESIS, SealedContent};
+use event_store::hash_chain::{self as hash, ChainHash, GENESIS, SealedContent};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;

@@ -1,8 +1,14 @@
-//! The outbox side of the relay: read a batch of queued events with their content,
-//! delete what was acknowledged, report the backlog.
+//! The outbox: the queue the append trigger fills in the appending transaction
+//! (`migrations/0010_outbox.sql`) and the relay drains. Read a batch of queued events with
+//! their content, delete what was acknowledged, report the backlog.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
+
+/// Number of outbox shards: the modulus of the append trigger's
+/// `(hashtextextended(aggregate_type || '/' || aggregate_id, 0) % 64 + 64) % 64` in
+/// `migrations/0010_outbox.sql`; `tests/outbox.rs` checks that the two agree.
+pub const OUTBOX_SHARDS: i16 = 64;
 
 /// One queued event with everything needed to publish it.
 #[derive(Debug, Clone)]

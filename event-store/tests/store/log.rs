@@ -4,21 +4,25 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use command_api::event_log::{LogPosition, read_after};
+use event_store::log::{self, LogFilter, LogPosition, RecordedEvent};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::helpers::spawn_app;
+use crate::support::{TestStore, append};
 
-async fn append(transaction: &mut Transaction<'_, Postgres>, aggregate_id: &str, sequence: i64) {
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ('order', $1, $2, 'OrderCreated', '1', '{}', '{}')",
-    )
-    .bind(aggregate_id)
-    .bind(sequence)
-    .execute(&mut **transaction)
-    .await
-    .expect("append");
+async fn append_order(
+    transaction: &mut Transaction<'_, Postgres>,
+    aggregate_id: &str,
+    sequence: i64,
+) {
+    append(&mut **transaction, "order", aggregate_id, sequence, "{}").await;
+}
+
+async fn read_after(
+    db: &PgPool,
+    after: LogPosition,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    log::read_after(db, after, &LogFilter::default(), limit).await
 }
 
 async fn positions(pool: &PgPool) -> Vec<i64> {
@@ -30,12 +34,12 @@ async fn positions(pool: &PgPool) -> Vec<i64> {
 
 #[tokio::test]
 async fn an_event_that_commits_late_is_read_in_its_commit_order_not_skipped() {
-    let app = spawn_app().await;
+    let app = TestStore::new().await;
 
     let mut slow = app.db.begin().await.expect("begin");
-    append(&mut slow, "late", 1).await;
+    append_order(&mut slow, "late", 1).await;
     let mut fast = app.db.begin().await.expect("begin");
-    append(&mut fast, "early", 1).await;
+    append_order(&mut fast, "early", 1).await;
     fast.commit().await.expect("commit");
 
     // A follower of the identity column sees position 2 first and would move past 1.
@@ -86,7 +90,7 @@ async fn an_event_that_commits_late_is_read_in_its_commit_order_not_skipped() {
 async fn a_follower_reads_every_event_once_while_transactions_commit_out_of_order() {
     const WRITERS: usize = 12;
     const EVENTS_PER_WRITER: i64 = 25;
-    let app = spawn_app().await;
+    let app = TestStore::new().await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
@@ -94,7 +98,7 @@ async fn a_follower_reads_every_event_once_while_transactions_commit_out_of_orde
             tokio::spawn(async move {
                 for sequence in 1..=EVENTS_PER_WRITER {
                     let mut transaction = pool.begin().await.expect("begin");
-                    append(&mut transaction, &format!("w{writer}"), sequence).await;
+                    append_order(&mut transaction, &format!("w{writer}"), sequence).await;
                     // Hold some transactions open so that later ones commit first.
                     let pause = (writer as u64 * 7 + sequence as u64 * 3) % 11;
                     tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -145,4 +149,53 @@ async fn a_follower_reads_every_event_once_while_transactions_commit_out_of_orde
     }
 
     app.finish().await;
+}
+
+#[tokio::test]
+async fn a_filtered_read_returns_only_matching_events_in_commit_order_and_count_agrees() {
+    let store = TestStore::new().await;
+    append(&store.db, "order", "o1", 1, "{}").await;
+    append(&store.db, "payment", "p1", 1, "{}").await;
+    append(&store.db, "order", "o1", 2, "{}").await;
+    append(&store.db, "inventory", "sku-1", 1, "{}").await;
+
+    let orders_and_stock = LogFilter::aggregate_types(["order", "inventory"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let read = loop {
+        let read = log::read_after(&store.db, LogPosition::START, &orders_and_stock, 100)
+            .await
+            .expect("read");
+        if read.len() >= 3 || std::time::Instant::now() >= deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let streams: Vec<(&str, i64)> = read
+        .iter()
+        .map(|e| (e.aggregate_id.as_str(), e.sequence))
+        .collect();
+    assert_eq!(streams, [("o1", 1), ("o1", 2), ("sku-1", 1)]);
+    assert_eq!(
+        log::count(&store.db, &orders_and_stock)
+            .await
+            .expect("count"),
+        3
+    );
+
+    let by_actor = LogFilter {
+        actor: Some("tester".into()),
+        ..LogFilter::aggregate_types(["payment"])
+    };
+    let payments = log::read_after(&store.db, LogPosition::START, &by_actor, 100)
+        .await
+        .expect("read");
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].aggregate_id, "p1");
+    let nobody = LogFilter {
+        actor: Some("someone-else".into()),
+        ..LogFilter::default()
+    };
+    assert_eq!(log::count(&store.db, &nobody).await.expect("count"), 0);
+
+    store.finish().await;
 }

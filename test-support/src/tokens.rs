@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 /// HS256 secret of the test services (≥ 32 bytes, as the services require).
 pub const HS256_SECRET: &str = "keel-security-tests-hs256-secret-0123456789";
 
-/// RSA key pair made for these tests only (see `tests/fixtures/README.md`).
+/// RSA key pair made for these tests only (see `test-support/fixtures/README.md`).
 pub const RS256_PRIVATE_KEY_PEM: &str = include_str!("../fixtures/jwt-test-rs256-private.pem");
 /// Its public half, which the services are configured with.
 pub const RS256_PUBLIC_KEY_PEM: &str = include_str!("../fixtures/jwt-test-rs256-public.pem");

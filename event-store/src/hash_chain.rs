@@ -1,6 +1,7 @@
 //! The per-stream hash chain, recomputed in Rust so that verifying the store does not trust
-//! any function stored in it. The definition (and the trigger that seals every append) is in
-//! `command-api/migrations/0011_hash_chain.sql`:
+//! any function stored in it. The SQL twin (and the trigger that seals every append) is in
+//! `migrations/0011_hash_chain.sql`; `tests/hash_chain.rs` proves both agree on real
+//! appends:
 //!
 //! ```text
 //! hash(n)   = sha256(hash(n - 1) || canonical(n)),  hash(0) = 32 zero bytes
@@ -13,7 +14,10 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
+
+use crate::stream::StreamRef;
 
 /// Bytes of a chain hash (SHA-256).
 pub const HASH_LEN: usize = 32;
@@ -93,6 +97,121 @@ fn push_text(bytes: &mut Vec<u8>, text: &str) {
     bytes.extend_from_slice(text.as_bytes());
 }
 
+/// A stored event as the hash chain sees it, with its predecessor's stored hash.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ChainRow {
+    /// `aggregate_type`.
+    pub aggregate_type: String,
+    /// `aggregate_id`.
+    pub aggregate_id: String,
+    /// `sequence`.
+    pub sequence: i64,
+    /// `event_type`.
+    pub event_type: String,
+    /// `event_version`.
+    pub event_version: String,
+    /// `event_id`.
+    pub event_id: Uuid,
+    /// `global_position`.
+    pub global_position: i64,
+    /// `recorded_at`.
+    pub recorded_at: DateTime<Utc>,
+    /// `payload`, the stored json text.
+    pub payload: String,
+    /// `metadata`, the stored json text.
+    pub metadata: String,
+    /// The stored link.
+    pub hash: Option<Vec<u8>>,
+    /// Whether event `sequence - 1` of the stream exists (`true` for sequence 1).
+    pub has_predecessor: bool,
+    /// The predecessor's stored link (`None` for sequence 1, or when it is missing).
+    pub prev_hash: Option<Vec<u8>>,
+}
+
+impl ChainRow {
+    /// What the chain covers of this row.
+    pub fn content(&self) -> SealedContent<'_> {
+        SealedContent {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            event_id: self.event_id,
+            recorded_at: self.recorded_at,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+const CHAIN_SELECT: &str = "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, \
+     e.event_version, e.event_id, e.global_position, e.recorded_at, e.payload::text AS payload, \
+     e.metadata::text AS metadata, e.hash, \
+     (e.sequence = 1 OR p.sequence IS NOT NULL) AS has_predecessor, p.hash AS prev_hash \
+     FROM events e LEFT JOIN events p \
+       ON p.aggregate_type = e.aggregate_type AND p.aggregate_id = e.aggregate_id \
+      AND p.sequence = e.sequence - 1";
+
+/// Up to `limit` chain rows of one stream after sequence `after`.
+///
+/// # Errors
+/// Database errors.
+pub async fn stream_chain<'e>(
+    executor: impl PgExecutor<'e>,
+    stream: StreamRef<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ChainRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{CHAIN_SELECT} WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > $3 \
+         ORDER BY e.sequence LIMIT $4"
+    ))
+    .bind(stream.aggregate_type)
+    .bind(stream.aggregate_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// A place in the store's stream order: `(aggregate_type, aggregate_id, sequence)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamPosition {
+    /// `aggregate_type`.
+    pub aggregate_type: String,
+    /// `aggregate_id`.
+    pub aggregate_id: String,
+    /// `sequence`.
+    pub sequence: i64,
+}
+
+/// Up to `limit` chain rows of every stream after `after`, by stream, then sequence.
+///
+/// # Errors
+/// Database errors.
+pub async fn all_chains<'e>(
+    executor: impl PgExecutor<'e>,
+    after: Option<&StreamPosition>,
+    limit: i64,
+) -> Result<Vec<ChainRow>, sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new(CHAIN_SELECT);
+    if let Some(after) = after {
+        query
+            .push(" WHERE (e.aggregate_type, e.aggregate_id, e.sequence) > (")
+            .push_bind(after.aggregate_type.clone())
+            .push(", ")
+            .push_bind(after.aggregate_id.clone())
+            .push(", ")
+            .push_bind(after.sequence)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY e.aggregate_type, e.aggregate_id, e.sequence LIMIT ")
+        .push_bind(limit);
+    query.build_query_as().fetch_all(executor).await
+}
+
 /// Lower-case hex, as the API shows hashes.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -153,8 +272,8 @@ mod tests {
     }
 
     /// Pins the encoding to what the SQL function `events_chain_hash` returns for the same
-    /// row (computed with PostgreSQL 15); the integration tests check it against the trigger
-    /// on real appends too.
+    /// row (computed with PostgreSQL 15); `tests/hash_chain.rs` checks it against the
+    /// trigger on real appends too.
     #[test]
     fn matches_the_database_function() {
         let hash = content(r#"{"b": 1,  "a":"é\n"}"#, r#"{"actor": "u"}"#).chain_hash(&GENESIS);
