@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use command_api::config::Settings;
-use command_api::startup::{Application, Dependencies, shutdown_signal};
+use command_api::startup::{Application, Dependencies};
+use ops::lifecycle::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -252,47 +252,6 @@ async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
         .map_err(StartupError::Database)
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C"),
-        () = terminate => tracing::info!("received SIGTERM"),
-    }
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM: how the worker binaries (relay, saga) stop.
-pub fn cancel_on_shutdown_signal() -> CancellationToken {
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
-            cancel.cancel();
-        }
-    });
-    cancel
-}
-
 /// A pool on the event store with the migrations applied: a worker may start before the
 /// command API and must not find its tables missing.
 ///
@@ -313,32 +272,4 @@ pub async fn connect_and_migrate(
         .await
         .context("applying the event store migrations")?;
     Ok(pool)
-}
-
-/// Calls `attempt` every `every` until it succeeds (logging each failure as `what` not
-/// ready yet), or returns `None` once `cancel` fires: workers wait for the broker and the
-/// registry instead of exiting when they start first.
-pub async fn retry_until_ready<T, E, F, Fut>(
-    what: &str,
-    every: Duration,
-    cancel: &CancellationToken,
-    mut attempt: F,
-) -> Option<T>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    loop {
-        match attempt().await {
-            Ok(ready) => return Some(ready),
-            Err(error) => {
-                tracing::warn!(%error, retry_in_s = every.as_secs(), "{what} not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    () = cancel.cancelled() => return None,
-                }
-            }
-        }
-    }
 }

@@ -6,6 +6,8 @@
 //!   and the access rule of each route.
 //! - [`rate_limit`]: per-client request quotas answered with 429 and `Retry-After`.
 //! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
+//! - [`lifecycle`]: shutdown signals, a cancellation token they fire, retry until a
+//!   dependency is ready.
 //! - [`telemetry`]: logs (JSON or pretty), OTLP trace export, W3C trace context.
 //!
 //! Libraries record metrics through the `metrics` facade; only binaries (and tests that
@@ -14,6 +16,7 @@
 pub mod auth;
 pub mod env;
 pub mod gate;
+pub mod lifecycle;
 pub mod metrics;
 mod problem;
 pub mod rate_limit;

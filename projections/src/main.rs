@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use projections::{Settings, runtime};
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[tokio::main]
@@ -11,18 +10,10 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = ops::telemetry::init(&settings.telemetry).context("setting up logging")?;
     info!(?settings, "starting projectors");
 
-    let shutdown = CancellationToken::new();
+    let shutdown = ops::lifecycle::cancel_on_shutdown_signal();
     ops::metrics::serve(settings.metrics_addr, shutdown.clone().cancelled_owned())
         .await
         .with_context(|| format!("cannot serve metrics on {}", settings.metrics_addr))?;
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            runtime::shutdown_signal().await;
-            info!("shutdown requested");
-            shutdown.cancel();
-        }
-    });
     runtime::run(settings, shutdown).await?;
     info!("stopped");
     Ok(())

@@ -1,8 +1,9 @@
 //! `query-api`: serves the read models over HTTP until SIGTERM or Ctrl-C.
 
 use anyhow::Context;
+use ops::lifecycle::shutdown_signal;
 use query_api::config::Settings;
-use query_api::startup::{Application, shutdown_signal};
+use query_api::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

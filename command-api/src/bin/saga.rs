@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use command_api::saga::{SagaConfig, SagaRunner};
-use command_api::startup::{cancel_on_shutdown_signal, connect_and_migrate, retry_until_ready};
+use command_api::startup::connect_and_migrate;
+use ops::lifecycle::{cancel_on_shutdown_signal, retry_until_ready};
 use ops::telemetry::{LogFormat, TelemetrySettings};
 
 /// Pause between start-up attempts while the broker or registry is not reachable yet.

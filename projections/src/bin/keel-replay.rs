@@ -21,7 +21,7 @@ use projections::config::DatabaseUrl;
 use projections::replay::source::EventStore;
 use projections::replay::status::projection_status;
 use projections::replay::{self, Fold, Phase, RebuildOptions, RebuildProgress, RebuildReport};
-use projections::{Projection, Settings, db, runtime};
+use projections::{Projection, Settings, db};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -333,7 +333,7 @@ fn stop_on_signal() -> CancellationToken {
     tokio::spawn({
         let stop = stop.clone();
         async move {
-            runtime::shutdown_signal().await;
+            ops::lifecycle::shutdown_signal().await;
             eprintln!("stopping after the current batch…");
             stop.cancel();
         }
