@@ -7,9 +7,6 @@
 //!   read back the event ids — and the idempotency keys recorded in the append transaction.
 //! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
 //!   binds to any port (0 in tests) so tests run the real service.
-//! - [`outbox`]: the relay that publishes what the append transaction queued in `outbox`
-//!   to Kafka (binary `outbox-relay`), through the `event-store` crate's queue. Design:
-//!   `docs/adr/0002-outbox-and-global-position.md`.
 //! - [`saga`]: the order fulfilment process manager (binary `saga`): consumes order,
 //!   inventory and payment events and drives each placed order to confirmed, or compensates.
 //! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
@@ -23,7 +20,6 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod ids;
-pub mod outbox;
 pub mod saga;
 pub mod startup;
 pub mod store;

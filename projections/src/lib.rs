@@ -31,7 +31,6 @@ pub mod projection;
 pub mod projector;
 pub mod replay;
 pub mod runtime;
-pub mod topics;
 
 pub use config::Settings;
 pub use projection::Projection;

@@ -57,8 +57,8 @@ use crate::dead_letter::{self, DeadLetter, DeadLetterPublisher, DeadLetterReason
 use crate::decode::{DecodeError, EventDecoder};
 use crate::event::{AggregateKey, ProjectedEvent};
 use crate::projection::{ApplyError, Projection, is_data_error};
-use crate::topics;
 use crate::{checkpoint, db};
+use schemas::topics;
 
 /// What a projector has done so far; watch it with [`Projector::progress`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! - [`EventMetadata`] is the wire form of the envelope facts; it converts to and from the
 //!   cqrs-es metadata map under the keys in [`metadata_keys`].
 //! - [`wire`] frames a datum in the Confluent wire format (magic byte, schema id).
+//! - `topics` (feature `kafka`): creates the topics a process reads or writes.
 //!
 //! # Topics and subjects
 //!
@@ -31,6 +32,8 @@ mod error;
 mod inline;
 mod mapping;
 mod metadata;
+#[cfg(feature = "kafka")]
+pub mod topics;
 pub mod wire;
 
 pub use catalog::{

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use command_api::outbox::{OutboxRelay, RelayConfig};
+use outbox_relay::{OutboxRelay, RelayConfig};
 use projections::{Projection, Projector};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

@@ -48,6 +48,16 @@ const PROCESSES: [&str; 5] = [
     "query-api",
 ];
 /// The processes that serve HTTP, with their port.
+/// The crates that build the platform's binaries (one per process, plus the CLIs).
+const PROCESS_CRATES: [&str; 6] = [
+    "command-api",
+    "outbox-relay",
+    "saga",
+    "projections",
+    "query-api",
+    "audit",
+];
+
 const HTTP_SERVICES: [(&str, u64); 2] = [("command-api", 8080), ("query-api", 8090)];
 /// The binaries' own defaults of the drain bounds, used where no manifest sets them.
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
@@ -919,19 +929,17 @@ fn the_image_ships_every_process_the_manifests_run() {
         .collect();
 
     // Each shipped binary is one the workspace builds: `<crate>/src/main.rs` or a
-    // `src/bin/<name>.rs` of the three service crates.
+    // `src/bin/<name>.rs` of a process crate.
     let root = repo_root();
     for binary in &shipped {
-        let built = ["command-api", "projections", "query-api"]
-            .iter()
-            .any(|krate| {
-                (*krate == *binary && root.join(krate).join("src/main.rs").is_file())
-                    || root
-                        .join(krate)
-                        .join("src/bin")
-                        .join(format!("{binary}.rs"))
-                        .is_file()
-            });
+        let built = PROCESS_CRATES.iter().any(|krate| {
+            (*krate == *binary && root.join(krate).join("src/main.rs").is_file())
+                || root
+                    .join(krate)
+                    .join("src/bin")
+                    .join(format!("{binary}.rs"))
+                    .is_file()
+        });
         assert!(
             built,
             "the Dockerfile copies {binary}, which no crate builds"

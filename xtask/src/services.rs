@@ -47,7 +47,7 @@ pub const SERVICES: &[PlatformService] = &[
     },
     PlatformService {
         name: "outbox-relay",
-        package: "command-api",
+        package: "outbox-relay",
         binary: "outbox-relay",
         http_port: None,
         env: &[

@@ -29,7 +29,7 @@ use super::decode::{DecodeError, DomainEvent, EventDecoder, Route, is_replay, ro
 use super::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
 use super::store::{self, Checkpoint, Lock, SagaKey, StoreError};
 use crate::clock::{Clock, SystemClock};
-use crate::outbox::{RelayError, ensure_topics};
+use schemas::topics::{TopicError, ensure_aggregate_topics};
 
 /// How often `keel_saga_flows` is refreshed from the saga table.
 const FLOW_GAUGE_EVERY: Duration = Duration::from_secs(5);
@@ -55,7 +55,7 @@ pub enum StartError {
     Kafka(#[from] KafkaError),
     /// Topics are missing and could not be created.
     #[error(transparent)]
-    Topics(#[from] RelayError),
+    Topics(#[from] TopicError),
     /// The registry client could not be built.
     #[error("schema registry client: {0}")]
     Registry(#[from] schema_registry_converter::error::SRCError),
@@ -127,7 +127,7 @@ impl SagaRunner {
         pool: PgPool,
         hook: Option<Arc<dyn DispatchHook>>,
     ) -> Result<Self, StartError> {
-        let topics = ensure_topics(
+        let topics = ensure_aggregate_topics(
             &config.kafka_brokers,
             &config.topic_prefix,
             config.topic_partitions,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use command_api::outbox::OutboxRelay;
+use outbox_relay::OutboxRelay;
 use serde_json::json;
 use sqlx::Connection;
 use tests::Stack;
@@ -152,7 +152,7 @@ async fn a_crash_between_publish_and_delete_republishes_with_the_same_event_ids(
     let mut connection = sqlx::PgConnection::connect_with(&config.database)
         .await
         .expect("connect");
-    let all_shards: Vec<i16> = (0..command_api::outbox::OUTBOX_SHARDS).collect();
+    let all_shards: Vec<i16> = (0..outbox_relay::OUTBOX_SHARDS).collect();
     let published = crashed
         .publish_pending(&mut connection, &all_shards)
         .await

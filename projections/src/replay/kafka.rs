@@ -34,7 +34,9 @@ use tracing::info;
 use super::{ReplayError, shadow};
 use crate::config::{KafkaSettings, ProjectorSettings};
 use crate::db::{self, READ_MODEL_SCHEMA};
-use crate::{Projection, Projector, topics};
+use schemas::topics;
+
+use crate::{Projection, Projector};
 
 const KAFKA_SOURCE: &str = "kafka";
 const TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,13 +1,16 @@
-//! Transactional outbox relay: publishes the events the append trigger queued in `outbox`
+//! The outbox relay (binary `outbox-relay`): publishes the events the append trigger queued in `outbox`
 //! to Kafka, in per-aggregate order, deleting a row only after the broker acknowledged it.
 //! Design and guarantees: `docs/adr/0002-outbox-and-global-position.md`.
+//!
+//! The queue itself (its SQL and shard count) belongs to `event_store::outbox`; this crate
+//! owns what a relay adds: shard leases between relay instances (`outbox_relays`), Avro
+//! encoding through the registry, and the Kafka producer.
 
 mod config;
 mod encode;
 mod error;
 mod leases;
 mod relay;
-mod topics;
 
 pub use config::RelayConfig;
 pub use encode::{SchemaIds, WireRecord, encode_for_wire, register_schemas};
@@ -17,4 +20,3 @@ pub use event_store::outbox::{
 };
 pub use leases::ShardLeases;
 pub use relay::{OutboxRelay, PublishedBatch};
-pub use topics::ensure_topics;

@@ -1,5 +1,6 @@
 //! Topic creation: the broker may not auto-create topics (the local stack's does not, nor
-//! do most production clusters), so the projector creates the ones it reads and writes.
+//! do most production clusters), so every process creates the ones it reads and writes:
+//! the relay and the saga the aggregate topics, the projector those and its own.
 
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::AggregateKind;
 
 /// A topic could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -58,4 +61,27 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The topic of every aggregate type under `prefix`, in [`AggregateKind::ALL`] order.
+pub fn aggregate_topics(prefix: &str) -> Vec<String> {
+    AggregateKind::ALL
+        .iter()
+        .map(|kind| kind.topic(prefix))
+        .collect()
+}
+
+/// [`ensure_topics`] for [`aggregate_topics`]; returns their names.
+///
+/// # Errors
+/// [`TopicError`].
+pub async fn ensure_aggregate_topics(
+    brokers: &str,
+    prefix: &str,
+    partitions: i32,
+) -> Result<Vec<String>, TopicError> {
+    let topics = aggregate_topics(prefix);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    ensure_topics(brokers, &names, partitions).await?;
+    Ok(topics)
 }

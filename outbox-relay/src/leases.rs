@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::OUTBOX_SHARDS;
+use crate::OUTBOX_SHARDS;
 
 /// First key of the two-key advisory lock space reserved for outbox shards ("keel").
 const LOCK_CLASS: i32 = 0x6b65_656c;

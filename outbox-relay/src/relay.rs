@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 use uuid::Uuid;
 
-use super::{
+use crate::{
     PendingEvent, RelayConfig, RelayError, SchemaIds, ShardLeases, backlog, delete_published,
-    encode_for_wire, ensure_topics, fetch_batch, register_schemas,
+    encode_for_wire, fetch_batch, register_schemas,
 };
 use event_store::outbox::note_failed_attempt;
+use schemas::topics::ensure_aggregate_topics;
 
 const REBALANCE_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -48,7 +49,7 @@ impl OutboxRelay {
     pub async fn prepare(config: RelayConfig) -> Result<Self, RelayError> {
         let schema_ids =
             register_schemas(&config.schema_registry_url, &config.topic_prefix).await?;
-        ensure_topics(
+        ensure_aggregate_topics(
             &config.kafka_brokers,
             &config.topic_prefix,
             config.topic_partitions,
@@ -147,7 +148,7 @@ impl OutboxRelay {
                     // A fresh producer drops whatever the old one still queued, and a broker
                     // that lost its topics (restart of an in-memory broker) gets them back.
                     producer = self.producer()?;
-                    if let Err(error) = ensure_topics(
+                    if let Err(error) = ensure_aggregate_topics(
                         &self.config.kafka_brokers,
                         &self.config.topic_prefix,
                         self.config.topic_partitions,

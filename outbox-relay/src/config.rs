@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use super::RelayError;
+use crate::RelayError;
 
 /// Relay settings, from defaults overridden by `KEEL_*` environment variables.
 #[derive(Clone)]

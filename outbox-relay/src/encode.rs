@@ -13,7 +13,7 @@ use schemas::{
     AggregateKind, AvroEvent, EventMetadata, SCHEMA_VERSION, catalog, encode_event, wire,
 };
 
-use super::{PendingEvent, RelayError};
+use crate::{PendingEvent, RelayError};
 
 /// Schema id per registry subject, as assigned when the relay registered the catalog.
 #[derive(Debug, Clone, Default)]

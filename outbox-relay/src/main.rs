@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use command_api::outbox::{OutboxRelay, RelayConfig};
-use command_api::startup::connect_and_migrate;
 use ops::lifecycle::{cancel_on_shutdown_signal, retry_until_ready};
 use ops::telemetry::{LogFormat, TelemetrySettings};
+use outbox_relay::{OutboxRelay, RelayConfig};
+use sqlx::postgres::PgPoolOptions;
 
 /// Pause between start-up attempts while the registry or the broker is not reachable yet.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -30,10 +30,16 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot serve metrics on {}", config.metrics_addr))?;
     // The relay may start before the command API: make sure the outbox exists. It keeps
     // its own connection for the shard leases, so the pool is only for the migrations.
-    connect_and_migrate(config.database.clone(), 1)
-        .await?
-        .close()
-        .await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(config.database.clone())
+        .await
+        .context("cannot reach the event store database")?;
+    event_store::migrate(&pool)
+        .await
+        .context("applying the event store migrations")?;
+    pool.close().await;
     let prepared = retry_until_ready("outbox relay", PREPARE_RETRY, &cancel, || {
         OutboxRelay::prepare(config.clone())
     })

@@ -11,6 +11,8 @@ pub enum RelayError {
         brokers: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error(transparent)]
+    Topics(#[from] schemas::topics::TopicError),
     #[error("schema registry at {url}: {reason}")]
     Registry { url: String, reason: String },
     #[error("event {aggregate_type}/{aggregate_id}#{sequence} cannot be encoded: {reason}")]
