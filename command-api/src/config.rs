@@ -186,7 +186,7 @@ impl From<ops::ConfigError> for ConfigError {
 }
 
 /// The local stack's database (see the repository README).
-pub const DEFAULT_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
+pub const DEFAULT_DATABASE_URL: &str = ops::env::LOCAL_DATABASE_URL;
 
 impl Default for Settings {
     fn default() -> Self {

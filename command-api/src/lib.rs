@@ -7,19 +7,18 @@
 //!   read back the event ids — and the idempotency keys recorded in the append transaction.
 //! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
 //!   binds to any port (0 in tests) so tests run the real service.
-//! - [`saga`]: the order fulfilment process manager (binary `saga`): consumes order,
-//!   inventory and payment events and drives each placed order to confirmed, or compensates.
 //! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
-//! - [`config`], [`clock`], [`ids`]: typed settings and the injected sources of time and
-//!   ids (logging, tracing and metrics are set up by the binaries through `ops`).
+//! - [`config`], [`ids`]: typed settings and the injected source of ids (time comes from
+//!   `ops::clock`; logging, tracing and metrics are set up by the binary through `ops`).
+//!
+//! The event store's schema is `event_store`'s; the relay and the saga that follow this
+//! service are their own crates (`outbox-relay`, `saga`).
 //!
 //! Design notes: `docs/adr/0003-command-api-concurrency-and-idempotency.md`.
 
-pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod ids;
-pub mod saga;
 pub mod startup;
 pub mod store;

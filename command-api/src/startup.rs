@@ -10,36 +10,28 @@ use std::time::Duration;
 use aggregates::payment::{PaymentGateway, PaymentServices, SimulatedPaymentGateway};
 use axum::Router;
 use sqlx::PgPool;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
 use crate::gateway::GuardedGateway;
 use crate::http::{self, AppState};
 use crate::ids::{IdSource, RandomIds};
 use crate::store::{AggregateStore, AppendHook};
+use ops::clock::{Clock, SystemClock};
 
 /// How long shutdown waits for pooled connections to be returned.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The saga's tables (`migrations/0020_saga.sql`), applied after the event store's own
-/// ([`event_store::MIGRATOR`]); both record their versions in one `_sqlx_migrations`, so each
-/// ignores the other's.
-pub static SAGA_MIGRATOR: Migrator = Migrator {
-    ignore_missing: true,
-    ..sqlx::migrate!()
-};
-
-/// Applies the event store's migrations, then the saga's.
+/// Applies the event store's migrations ([`event_store::MIGRATOR`]): this service appends
+/// to its tables.
 ///
 /// # Errors
 /// The database is unreachable, or a migration fails.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    event_store::migrate(pool).await?;
-    SAGA_MIGRATOR.run(pool).await
+    event_store::migrate(pool).await
 }
 
 /// What the application is built from besides its settings: injected so tests can pin
@@ -250,26 +242,4 @@ async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
         .connect_with(options)
         .await
         .map_err(StartupError::Database)
-}
-
-/// A pool on the event store with the migrations applied: a worker may start before the
-/// command API and must not find its tables missing.
-///
-/// # Errors
-/// The database is unreachable or a migration fails.
-pub async fn connect_and_migrate(
-    options: sqlx::postgres::PgConnectOptions,
-    max_connections: u32,
-) -> anyhow::Result<PgPool> {
-    use anyhow::Context;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .context("cannot reach the event store database")?;
-    migrate(&pool)
-        .await
-        .context("applying the event store migrations")?;
-    Ok(pool)
 }

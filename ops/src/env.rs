@@ -3,6 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The local stack's database (see the repository README): the default of every process.
+pub const LOCAL_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
+
 /// A configuration value that cannot be used. Names the variable; never echoes a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {reason}")]

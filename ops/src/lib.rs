@@ -1,5 +1,6 @@
 //! Operations and security shared by the platform's processes.
 //!
+//! - [`clock`]: where "now" comes from, so tests can pin it.
 //! - [`metrics`]: the Prometheus recorder every binary installs once, the `/metrics`
 //!   endpoint, and HTTP request metrics per route and status.
 //! - [`auth`]: JWT bearer tokens (HS256 or RS256 with a configured key) mapped to roles,
@@ -14,6 +15,7 @@
 //! want to read them) install the exporter.
 
 pub mod auth;
+pub mod clock;
 pub mod env;
 pub mod gate;
 pub mod lifecycle;

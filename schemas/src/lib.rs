@@ -9,6 +9,7 @@
 //!   [`encode_event`] / [`decode_event`] add the Avro binary encoding.
 //! - [`EventMetadata`] is the wire form of the envelope facts; it converts to and from the
 //!   cqrs-es metadata map under the keys in [`metadata_keys`].
+//! - [`http_headers`]: the request headers of the command API's contract.
 //! - [`wire`] frames a datum in the Confluent wire format (magic byte, schema id).
 //! - `topics` (feature `kafka`): creates the topics a process reads or writes.
 //!
@@ -29,6 +30,7 @@
 
 mod catalog;
 mod error;
+pub mod http_headers;
 mod inline;
 mod mapping;
 mod metadata;

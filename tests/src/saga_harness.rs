@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use command_api::saga::store::read_saga;
-use command_api::saga::{DispatchHook, Fulfilment, SagaConfig, SagaRunner, SagaStatus};
+use saga::store::read_saga;
+use saga::{DispatchHook, Fulfilment, SagaConfig, SagaRunner, SagaStatus};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
@@ -58,6 +58,7 @@ impl RunningSaga {
             .connect_with(database.clone())
             .await
             .expect("saga connects to the platform database");
+        saga::migrate(&pool).await.expect("saga migrations");
         let mut config = SagaConfig::new(database);
         config.kafka_brokers = stack.kafka_brokers;
         config.schema_registry_url = stack.registry_url;
@@ -169,7 +170,7 @@ pub async fn all_events(db: &PgPool) -> Vec<StoredEvent> {
 /// events naming it.
 pub async fn events_of_order(db: &PgPool, order_id: Uuid) -> Vec<StoredEvent> {
     let order = order_id.to_string();
-    let payment = command_api::saga::payment_id_for(order_id).to_string();
+    let payment = saga::payment_id_for(order_id).to_string();
     all_events(db)
         .await
         .into_iter()

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use command_api::saga::{DispatchHook, SAGA_ACTOR, SagaCommand, SagaStatus, payment_id_for};
+use saga::{DispatchHook, SAGA_ACTOR, SagaCommand, SagaStatus, payment_id_for};
 use std::future::Future;
 use std::pin::Pin;
 

@@ -57,7 +57,7 @@ pub const SERVICES: &[PlatformService] = &[
     },
     PlatformService {
         name: "saga",
-        package: "command-api",
+        package: "saga",
         binary: "saga",
         http_port: None,
         env: &[

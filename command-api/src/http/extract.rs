@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ops::auth::Principal;
+use schemas::http_headers;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -20,13 +21,13 @@ use crate::store::ExpectedVersion;
 use crate::store::idempotency::{IdempotencyKey, IdempotentRequest};
 
 /// `X-Correlation-Id`: read (a UUID) or generated, echoed on every response.
-pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static(http_headers::CORRELATION_ID);
 /// `X-Causation-Id`: the message that caused this command (a UUID), optional.
-pub const X_CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
+pub const X_CAUSATION_ID: HeaderName = HeaderName::from_static(http_headers::CAUSATION_ID);
 /// `X-Actor`: who issues the command (until authentication provides it).
-pub const X_ACTOR: HeaderName = HeaderName::from_static("x-actor");
+pub const X_ACTOR: HeaderName = HeaderName::from_static(http_headers::ACTOR);
 /// `Idempotency-Key`: makes a retried command safe.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(http_headers::IDEMPOTENCY_KEY);
 /// `Idempotent-Replayed: true` marks a response replayed for a repeated key.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// W3C trace context.

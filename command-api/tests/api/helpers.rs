@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use aggregates::payment::{PaymentGateway, SimulatedPaymentGateway};
 use chrono::{DateTime, Utc};
-use command_api::clock::FixedClock;
 use command_api::config::Settings;
 use command_api::ids::SequentialIds;
 use command_api::startup::{Application, Dependencies};
 use command_api::store::AppendHook;
+use ops::clock::FixedClock;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

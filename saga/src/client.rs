@@ -8,9 +8,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::machine::{Fulfilment, SAGA_ACTOR, SagaCommand};
-use super::store::QueuedCommand;
-use crate::http::extract::{IDEMPOTENCY_KEY, X_ACTOR, X_CAUSATION_ID, X_CORRELATION_ID};
+use crate::machine::{Fulfilment, SAGA_ACTOR, SagaCommand};
+use crate::store::QueuedCommand;
+use schemas::http_headers::{
+    ACTOR as X_ACTOR, CAUSATION_ID as X_CAUSATION_ID, CORRELATION_ID as X_CORRELATION_ID,
+    IDEMPOTENCY_KEY,
+};
 
 /// What became of one attempt to send a command.
 #[derive(Debug, Clone, PartialEq, Eq)]

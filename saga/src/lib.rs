@@ -82,6 +82,26 @@ pub mod machine;
 pub mod runner;
 pub mod store;
 
+use sqlx::PgPool;
+use sqlx::migrate::{MigrateError, Migrator};
+
 pub use config::{SagaConfig, StartFrom};
 pub use machine::{Fulfilment, SAGA_ACTOR, SagaCommand, SagaStatus, payment_id_for};
 pub use runner::{DispatchHook, SagaRunner, StartError};
+
+/// The saga's own tables (`migrations/`: instances, queued commands, checkpoints, processed
+/// events). Its versions (20–29) share `public._sqlx_migrations` with the event store's
+/// (1–19), so each migrator ignores the other's (`ignore_missing`); version 20 kept its
+/// number and bytes when it moved here, so databases migrated before keep their checksum.
+pub static MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!()
+};
+
+/// Applies [`MIGRATOR`]; concurrent callers are serialized by sqlx's advisory lock.
+///
+/// # Errors
+/// The database is unreachable, or a migration fails.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR.run(pool).await
+}

@@ -23,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use uuid::Uuid;
 
-use super::client::{CommandClient, Delivery};
-use super::config::SagaConfig;
-use super::decode::{DecodeError, DomainEvent, EventDecoder, Route, is_replay, route};
-use super::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
-use super::store::{self, Checkpoint, Lock, SagaKey, StoreError};
-use crate::clock::{Clock, SystemClock};
+use crate::client::{CommandClient, Delivery};
+use crate::config::SagaConfig;
+use crate::decode::{DecodeError, DomainEvent, EventDecoder, Route, is_replay, route};
+use crate::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
+use crate::store::{self, Checkpoint, Lock, SagaKey, StoreError};
+use ops::clock::{Clock, SystemClock};
 use schemas::topics::{TopicError, ensure_aggregate_topics};
 
 /// How often `keel_saga_flows` is refreshed from the saga table.

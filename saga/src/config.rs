@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use super::client::BearerToken;
+use crate::client::BearerToken;
 
 /// Settings of one saga process.
 #[derive(Clone)]
@@ -153,8 +153,8 @@ impl SagaConfig {
     /// # Errors
     /// [`SagaConfigError`] naming the first variable that does not parse.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SagaConfigError> {
-        let url = lookup("KEEL_DATABASE_URL")
-            .unwrap_or_else(|| crate::config::DEFAULT_DATABASE_URL.into());
+        let url =
+            lookup("KEEL_DATABASE_URL").unwrap_or_else(|| ops::env::LOCAL_DATABASE_URL.into());
         let invalid = || SagaConfigError {
             var: "KEEL_DATABASE_URL",
             reason: "not a valid postgres:// URL".into(),

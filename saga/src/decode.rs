@@ -19,8 +19,8 @@ use schemas::{
 };
 use uuid::Uuid;
 
-use super::machine::{Observed, PlacedOrder};
-use super::store::SagaKey;
+use crate::machine::{Observed, PlacedOrder};
+use crate::store::SagaKey;
 
 /// Header that marks a message as re-published history. Nothing publishes such messages
 /// today (a projection rebuild reads the event store, not Kafka); should a tool ever replay

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use super::machine::{Decision, Fulfilment, SagaCommand};
+use crate::machine::{Decision, Fulfilment, SagaCommand};
 
 /// A saga table could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use command_api::saga::{SagaConfig, SagaRunner};
-use command_api::startup::connect_and_migrate;
 use ops::lifecycle::{cancel_on_shutdown_signal, retry_until_ready};
 use ops::telemetry::{LogFormat, TelemetrySettings};
+use saga::{SagaConfig, SagaRunner};
+use sqlx::postgres::PgPoolOptions;
 
 /// Pause between start-up attempts while the broker or registry is not reachable yet.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -28,8 +28,16 @@ async fn main() -> anyhow::Result<()> {
     ops::metrics::serve(config.metrics_addr, cancel.clone().cancelled_owned())
         .await
         .with_context(|| format!("cannot serve metrics on {}", config.metrics_addr))?;
-    // The saga may start before the command API: make sure its tables exist.
-    let pool = connect_and_migrate(config.database.clone(), 4).await?;
+    // The saga owns its tables: they exist before it reads or writes them.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(config.database.clone())
+        .await
+        .context("cannot reach the saga's database")?;
+    saga::migrate(&pool)
+        .await
+        .context("applying the saga's migrations")?;
     let started = retry_until_ready("saga", PREPARE_RETRY, &cancel, || {
         SagaRunner::start(config.clone(), pool.clone(), None)
     })
