@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sqlx::postgres::PgConnectOptions;
+
 /// The local stack's database (see the repository README): the default of every process.
 pub const LOCAL_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
 
@@ -70,4 +72,62 @@ pub fn secret(
         });
     }
     Ok(Some(value))
+}
+
+/// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
+/// logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Connection options parsed from the URL.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is not a PostgreSQL URL; the message never repeats the URL.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
+        let invalid = || ConfigError {
+            var: "KEEL_DATABASE_URL",
+            reason: "not a valid postgres:// URL".into(),
+        };
+        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
+            return Err(invalid());
+        }
+        PgConnectOptions::from_str(&self.0).map_err(|_| invalid())
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }

@@ -43,41 +43,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// A PostgreSQL URL whose password is redacted in `Debug` and `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// Wraps a URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The URL, password included: for the driver only, never for logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = &self.0;
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let credentials = &url[scheme + 3..at];
-                let user = credentials.split(':').next().unwrap_or_default();
-                write!(f, "{}{user}:***{}", &url[..scheme + 3], &url[at..])
-            }
-            _ => f.write_str(url),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
+pub use ops::env::DatabaseUrl;
 
 /// Where the Kafka cluster and the schema registry are.
 #[derive(Debug, Clone)]

@@ -29,7 +29,6 @@ use std::time::Duration;
 use ops::auth::AuthSettings;
 use ops::rate_limit::RateLimitSettings;
 use ops::telemetry::{LogFormat, TelemetrySettings};
-use sqlx::postgres::PgConnectOptions;
 
 /// This service's name in logs and exported traces.
 pub const SERVICE: &str = "query-api";
@@ -83,63 +82,7 @@ pub struct ReadWaitSettings {
     pub recheck_interval: Duration,
 }
 
-/// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
-/// logged whole.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// Wraps a URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The URL with its password, for the driver only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Connection options parsed from the URL.
-    ///
-    /// # Errors
-    /// [`ConfigError`] if it is not a PostgreSQL URL; the message never repeats the URL.
-    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
-        let invalid = || ConfigError::Invalid {
-            var: "KEEL_DATABASE_URL",
-            reason: "not a valid postgres:// URL".into(),
-        };
-        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
-            return Err(invalid());
-        }
-        PgConnectOptions::from_str(&self.0).map_err(|_| invalid())
-    }
-
-    /// The URL with the password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return "***".into();
-        };
-        match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => self.0.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
+pub use ops::env::DatabaseUrl;
 
 /// A configuration value that cannot be used. Names the variable; never echoes a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
