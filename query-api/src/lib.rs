@@ -24,8 +24,9 @@
 //! model did not reach in time (`not_yet_consistent`).
 //!
 //! - [`read_model`]: the SQL and the views it returns (which are the response bodies).
-//! - [`audit`]: the audit trail — reads of the event store itself (the only reads of the
-//!   write model), hash-chain verification, time travel. Also behind the `keel-audit` CLI.
+//! - `audit` (its own crate): the audit trail — reads of the event store itself (the only
+//!   reads of the write model), hash-chain verification, time travel; also behind the
+//!   `keel-audit` CLI. This crate serves it over HTTP.
 //! - [`changes`]: read-your-writes — one `LISTEN keel_read_model` task per process fanning
 //!   out to waiting requests, with a periodic re-read in case a notification is lost.
 //! - [`http`]: routes, extractors, keyset cursors ([`http::cursor`]), OpenAPI.
@@ -33,7 +34,8 @@
 //!   (0 in tests) so tests run the real service. [`config`]: typed settings (the `KEEL_*`
 //!   table); logging, tracing and metrics are set up by the binary through `ops`.
 
-pub mod audit;
+/// The audit trail (crate `audit`), served under `/audit`.
+pub use ::audit;
 pub mod changes;
 pub mod config;
 pub mod http;

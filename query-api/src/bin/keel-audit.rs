@@ -13,10 +13,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use audit::store::{self, StreamRef};
+use audit::verify::{self, Mismatch, Verification};
 use clap::{Parser, Subcommand};
-use query_api::audit::store::{self, StreamRef};
-use query_api::audit::verify::{self, Mismatch, Verification};
-use query_api::config::{DEFAULT_DATABASE_URL, DatabaseUrl};
+use ops::env::{DatabaseUrl, LOCAL_DATABASE_URL as DEFAULT_DATABASE_URL};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 

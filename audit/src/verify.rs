@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::store::{self, ChainRow, StreamPosition, StreamRef};
+use crate::store::{self, ChainRow, StreamPosition, StreamRef};
 use event_store::hash_chain::{self as hash, ChainHash, GENESIS, HASH_LEN};
 
 /// Rows read per query while verifying a whole stream.

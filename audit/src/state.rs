@@ -7,7 +7,7 @@ use aggregates::payment::Payment;
 use cqrs_es::Aggregate;
 use serde_json::Value;
 
-use super::store::FoldEvent;
+use crate::store::FoldEvent;
 
 /// The aggregate types whose state can be rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! The audit trail: read-only access to the event store itself (`public.events`, owned by
-//! the `event-store` crate), the one place the query API reads the write model.
+//! the `event-store` crate) for auditors — another source, audience and reason to change
+//! than the read models. The query API serves it over HTTP (`/audit/...`); the
+//! `keel-audit` CLI from a terminal.
 //!
 //! - [`store`]: a stream's history, the global log in commit order with filters, the rows
 //!   the hash chain covers, read through `event_store` and shaped for the API.
@@ -8,7 +10,7 @@
 //! - [`verify`]: finds the first event whose stored content no longer matches its link.
 //! - [`state`]: time travel — folds a stream up to a version with the domain's `apply`.
 //!
-//! Served by [`crate::http::audit`] and by the `keel-audit` CLI.
+//! Served by the query API's `http::audit` and by the `keel-audit` CLI.
 
 pub mod state;
 pub mod store;
