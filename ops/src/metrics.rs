@@ -67,6 +67,16 @@ async fn metrics_endpoint() -> Response {
 /// Middleware recording `keel_http_requests_total` and
 /// `keel_http_request_duration_seconds` by service, method, route template and status:
 /// `axum::middleware::from_fn_with_state("command-api", ops::metrics::track_http)`.
+/// The route template a request matched (`/orders/{order_id}`), never its raw path, so
+/// neither metric labels nor request spans carry ids or whatever a scanner sends;
+/// `unmatched` when no route matched. Available to layers applied with `Router::layer`.
+pub fn route_template<B>(request: &axum::http::Request<B>) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+}
+
 /// Requests that matched no route are labelled `route="unmatched"`, so scanners cannot
 /// blow up the label set.
 pub async fn track_http(
@@ -76,10 +86,7 @@ pub async fn track_http(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = route_template(&request).to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     let labels = [
@@ -117,4 +124,60 @@ pub async fn serve(
     });
     tracing::info!(addr = %local_addr, "metrics at /metrics");
     Ok(local_addr)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request as HttpRequest, StatusCode};
+    use axum::middleware::{self, Next};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Answers with the template the layer saw, as a span or a metric would record it.
+    async fn echo_route(request: Request, next: Next) -> Response {
+        let route = route_template(&request).to_owned();
+        let status = next.run(request).await.status();
+        (status, route).into_response()
+    }
+
+    async fn seen(router: &Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .clone()
+            .oneshot(HttpRequest::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_layer_sees_the_route_template_not_the_raw_path() {
+        let router = Router::new()
+            .route("/orders/{order_id}", get(|| async { "ok" }))
+            .layer(middleware::from_fn(echo_route));
+        assert_eq!(
+            seen(&router, "/orders/0b9b1f0e-1f4e-4b7c-8a47-3c6a4b6a7d21").await,
+            (StatusCode::OK, "/orders/{order_id}".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unmatched_request_is_unmatched() {
+        let router = Router::new()
+            .route("/orders/{order_id}", get(|| async { "ok" }))
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(middleware::from_fn(echo_route));
+        assert_eq!(
+            seen(&router, "/wp-admin/../../etc/passwd").await,
+            (StatusCode::NOT_FOUND, "unmatched".to_owned())
+        );
+    }
 }

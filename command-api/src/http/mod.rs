@@ -228,7 +228,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                     let span = tracing::info_span!(
                         "http_request",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        route = %ops::metrics::route_template(request),
                         correlation_id = %correlation_id,
                     );
                     ops::telemetry::set_parent_from_headers(&span, request.headers());

@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::stored_u64;
+
 /// A client-chosen `Idempotency-Key`: 1 to 255 printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -129,8 +131,8 @@ pub(crate) async fn find(
             fingerprint: row.try_get("request_fingerprint")?,
             aggregate_type: row.try_get("aggregate_type")?,
             aggregate_id: row.try_get("aggregate_id")?,
-            version: non_negative(row.try_get("version")?),
-            event_count: non_negative(i64::from(row.try_get::<i32, _>("event_count")?)),
+            version: stored_u64("version", row.try_get("version")?)?,
+            event_count: stored_u64("event_count", row.try_get::<i32, _>("event_count")?.into())?,
         })
     })
     .transpose()
@@ -162,10 +164,6 @@ pub(crate) async fn record_unchanged(
     .await?
     .rows_affected();
     Ok(inserted == 1)
-}
-
-fn non_negative(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -427,7 +427,7 @@ where
             .map(|row| {
                 Ok(RecordedEvent {
                     event_type: row.try_get("event_type")?,
-                    sequence: to_u64(row.try_get::<i64, _>("sequence")?),
+                    sequence: stored_u64("sequence", row.try_get("sequence")?)?,
                     event_id: row.try_get("event_id")?,
                     global_position: row.try_get("global_position")?,
                 })
@@ -445,12 +445,28 @@ where
         .bind(aggregate_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(to_u64(version))
+        stored_u64("sequence", version)
     }
 }
 
+/// A database error as a command's outcome: stored data that does not decode is corrupt
+/// (retrying will not help), anything else is an outage.
 fn unavailable<E: std::error::Error>(error: sqlx::Error) -> CommandError<E> {
-    CommandError::Unavailable(Box::new(error))
+    match error {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            CommandError::Corrupt(Box::new(error))
+        }
+        _ => CommandError::Unavailable(Box::new(error)),
+    }
+}
+
+/// A stored sequence, version or count as the API's `u64`. The schema forbids negative
+/// values; one read anyway is corrupt data, reported as such rather than clamped.
+pub(crate) fn stored_u64(column: &str, value: i64) -> Result<u64, sqlx::Error> {
+    u64::try_from(value).map_err(|_| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("corrupt: negative {column} {value}").into(),
+    })
 }
 
 fn store_failure<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
@@ -518,6 +534,20 @@ fn record_command_metrics<E: std::error::Error>(
 mod tests {
     use super::*;
     use crate::store::idempotency::{Fingerprint, IdempotencyKey};
+
+    #[test]
+    fn a_negative_stored_sequence_is_corrupt_not_clamped() {
+        assert_eq!(stored_u64("sequence", 7).unwrap(), 7);
+        let error = stored_u64("sequence", -3).unwrap_err();
+        assert!(
+            error.to_string().contains("negative sequence -3"),
+            "{error}"
+        );
+        let outcome: CommandError<std::io::Error> = unavailable(error);
+        assert!(matches!(outcome, CommandError::Corrupt(_)), "{outcome:?}");
+        let outage: CommandError<std::io::Error> = unavailable(sqlx::Error::PoolTimedOut);
+        assert!(matches!(outage, CommandError::Unavailable(_)), "{outage:?}");
+    }
 
     #[test]
     fn expected_versions() {
