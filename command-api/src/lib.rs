@@ -8,8 +8,8 @@
 //! - [`startup`]: wiring, migrations at start-up, graceful shutdown; [`startup::Application`]
 //!   binds to any port (0 in tests) so tests run the real service.
 //! - [`gateway`]: timeout, retries and circuit breaker around the payment-gateway port.
-//! - [`config`], [`ids`]: typed settings and the injected source of ids (time comes from
-//!   `ops::clock`; logging, tracing and metrics are set up by the binary through `ops`).
+//! - [`config`]: typed settings (time and ids come from `ops::clock` and `ops::ids`;
+//!   logging, tracing and metrics are set up by the binary through `ops`).
 //!
 //! The event store's schema is `event_store`'s; the relay and the saga that follow this
 //! service are their own crates (`outbox-relay`, `saga`).
@@ -19,6 +19,5 @@
 pub mod config;
 pub mod gateway;
 pub mod http;
-pub mod ids;
 pub mod startup;
 pub mod store;

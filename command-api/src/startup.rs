@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
 use crate::gateway::GuardedGateway;
 use crate::http::{self, AppState};
-use crate::ids::{IdSource, RandomIds};
 use crate::store::{AggregateStore, AppendHook};
 use ops::clock::{Clock, SystemClock};
+use ops::ids::{IdSource, RandomIds};
 
 /// How long shutdown waits for pooled connections to be returned.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

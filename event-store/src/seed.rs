@@ -44,6 +44,8 @@ pub async fn seed_events_with(
     mix: SeedMix,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, sqlx::Error> {
+    // Benchmark data only (feature `seed`): a random tag keeps repeated seedings apart.
+    #[allow(clippy::disallowed_methods)]
     let tag = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let inventory_share = match mix {
         SeedMix::Mixed => events / 2,

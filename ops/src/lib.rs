@@ -1,6 +1,7 @@
 //! Operations and security shared by the platform's processes.
 //!
-//! - [`clock`]: where "now" comes from, so tests can pin it.
+//! - [`clock`], [`ids`]: where "now" and new ids come from, so tests can pin them; the
+//!   only places allowed to read the system clock or draw a random id (`clippy.toml`).
 //! - [`metrics`]: the Prometheus recorder every binary installs once, the `/metrics`
 //!   endpoint, and HTTP request metrics per route and status.
 //! - [`auth`]: JWT bearer tokens (HS256 or RS256 with a configured key) mapped to roles,
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod clock;
 pub mod env;
 pub mod gate;
+pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 mod problem;

@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use ops::clock::{Clock, SystemClock};
+use ops::ids::{IdSource, RandomIds};
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -55,7 +57,7 @@ impl OutboxRelay {
             config.topic_partitions,
         )
         .await?;
-        let relay_id = Uuid::new_v4();
+        let relay_id = RandomIds.new_id();
         tracing::info!(%relay_id, schemas = schema_ids.len(), "outbox relay ready");
         Ok(Self {
             config,
@@ -288,7 +290,7 @@ impl OutboxRelay {
     ) -> Result<(), RelayError> {
         let backlog = backlog(connection).await?;
         let oldest_age_ms = backlog
-            .oldest_age(chrono::Utc::now())
+            .oldest_age(SystemClock.now())
             .map(|age| age.num_milliseconds())
             .unwrap_or(0);
         metrics::gauge!("keel_outbox_backlog_events").set(backlog.events as f64);
@@ -322,7 +324,7 @@ async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) {
 /// acknowledgement, `keel_relay_publish_lag_seconds`.
 fn record_published(batch: &[PendingEvent], published: &PublishedBatch) {
     let acknowledged: HashSet<i64> = published.acknowledged.iter().copied().collect();
-    let now = chrono::Utc::now();
+    let now = SystemClock.now();
     let lag = metrics::histogram!("keel_relay_publish_lag_seconds");
     let mut per_aggregate: HashMap<&str, u64> = HashMap::new();
     for event in batch

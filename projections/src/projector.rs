@@ -36,6 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ops::clock::{Clock, SystemClock};
+
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -791,7 +793,7 @@ impl Projector {
                 .increment(count);
             }
         }
-        let now = chrono::Utc::now();
+        let now = SystemClock.now();
         let age =
             metrics::histogram!("keel_projector_event_age_seconds", "projection" => projection);
         for event in run.iter().filter_map(Item::event) {

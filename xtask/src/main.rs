@@ -4,6 +4,10 @@
 //! installs tools only when the cached binary is missing or has the wrong version,
 //! and fails with a message naming the part that did not come up.
 
+// Tests, benchmarks and tools draw fresh ids and read the clock directly; `clippy.toml`
+// bans that only in the platform's own code.
+#![allow(clippy::disallowed_methods)]
+
 mod config;
 mod gate;
 mod java;

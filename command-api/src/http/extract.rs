@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::problem::{FieldError, RequestError};
-use crate::ids::IdSource;
 use crate::store::ExpectedVersion;
 use crate::store::idempotency::{IdempotencyKey, IdempotentRequest};
+use ops::ids::IdSource;
 
 /// `X-Correlation-Id`: read (a UUID) or generated, echoed on every response.
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static(http_headers::CORRELATION_ID);

@@ -62,10 +62,10 @@ use utoipa_axum::routes;
 use self::extract::{CommandHeaders, CorrelationId};
 use self::problem::{PROBLEM_JSON, Problem};
 use crate::config::{HttpSettings, SERVICE};
-use crate::ids::IdSource;
 use crate::store::idempotency::IdempotentRequest;
 use crate::store::{AggregateStore, CommandEnvelope, CommandMetadata};
 use ops::clock::Clock;
+use ops::ids::IdSource;
 
 /// What every handler can reach.
 #[derive(Clone)]

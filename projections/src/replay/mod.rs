@@ -62,6 +62,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use ops::clock::{Clock, SystemClock};
+
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, watch};
@@ -365,7 +367,7 @@ async fn rebuild(
     publish(Phase::Swapping, &committed);
     let keep_old_suffix = options
         .keep_old
-        .then(|| chrono::Utc::now().format("%Y%m%d%H%M%S").to_string());
+        .then(|| SystemClock.now().format("%Y%m%d%H%M%S").to_string());
     let swapped = catch_up_and_swap(
         projection,
         read_model,

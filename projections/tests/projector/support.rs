@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use aggregates::payment::SimulatedPaymentGateway;
 use chrono::{DateTime, Utc};
-use command_api::ids::RandomIds;
 use command_api::startup::{Application, Dependencies};
 use ops::clock::FixedClock;
+use ops::ids::RandomIds;
 use outbox_relay::{OutboxRelay, RelayConfig};
 use projections::config::{KafkaSettings, ProjectorSettings, RetryPolicy};
 use projections::{Progress, Projection, Projector};
