@@ -1,40 +1,9 @@
 //! What a projector applies: a decoded domain event with its envelope facts.
 
-use aggregates::inventory::InventoryEvent;
-use aggregates::order::OrderEvent;
-use aggregates::payment::PaymentEvent;
-use schemas::{AggregateKind, EventMetadata};
+use schemas::EventMetadata;
 
-/// A domain event of any aggregate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceEvent {
-    /// From the order topic.
-    Order(OrderEvent),
-    /// From the payment topic.
-    Payment(PaymentEvent),
-    /// From the inventory topic.
-    Inventory(InventoryEvent),
-}
-
-impl SourceEvent {
-    /// The aggregate type the event belongs to.
-    pub fn kind(&self) -> AggregateKind {
-        match self {
-            Self::Order(_) => AggregateKind::Order,
-            Self::Payment(_) => AggregateKind::Payment,
-            Self::Inventory(_) => AggregateKind::Inventory,
-        }
-    }
-
-    /// The event type name (= Avro record name).
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Self::Order(e) => e.event_type_name(),
-            Self::Payment(e) => e.event_type_name(),
-            Self::Inventory(e) => e.event_type_name(),
-        }
-    }
-}
+/// A domain event of any aggregate, as the topics' decoder yields it.
+pub use schemas::consume::DomainEvent as SourceEvent;
 
 /// A decoded event and its metadata (aggregate id and sequence included).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -506,7 +506,12 @@ impl Projector {
     ) -> Result<Result<ProjectedEvent, DecodeError>, Interrupted> {
         let mut attempt = 1;
         loop {
-            match self.decoder.decode(message).await {
+            match self
+                .decoder
+                .decode_keyed(message)
+                .await
+                .map(|(metadata, event)| ProjectedEvent { metadata, event })
+            {
                 Err(error) if error.is_transient() => {
                     attempt += 1;
                     warn!(%error, attempt, "schema registry unavailable; retrying");

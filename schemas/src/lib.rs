@@ -11,7 +11,8 @@
 //!   cqrs-es metadata map under the keys in [`metadata_keys`].
 //! - [`http_headers`]: the request headers of the command API's contract.
 //! - [`wire`] frames a datum in the Confluent wire format (magic byte, schema id).
-//! - `topics` (feature `kafka`): creates the topics a process reads or writes.
+//! - `topics` and `consume` (feature `kafka`): creates the topics a process reads or
+//!   writes; decodes a consumed message through the registry, for every consumer.
 //!
 //! # Topics and subjects
 //!
@@ -29,6 +30,8 @@
 //! with another default), never remove or retype a field, and only append enum symbols.
 
 mod catalog;
+#[cfg(feature = "kafka")]
+pub mod consume;
 mod error;
 pub mod http_headers;
 mod inline;
