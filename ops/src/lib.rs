@@ -10,6 +10,8 @@
 //! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
 //! - [`lifecycle`]: shutdown signals, a cancellation token they fire, retry until a
 //!   dependency is ready.
+//! - [`problem`]: the one problem document of every error answer, and the safety net that
+//!   gives every error response one.
 //! - [`telemetry`]: logs (JSON or pretty), OTLP trace export, W3C trace context.
 //!
 //! Libraries record metrics through the `metrics` facade; only binaries (and tests that
@@ -22,7 +24,7 @@ pub mod gate;
 pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
-mod problem;
+pub mod problem;
 pub mod rate_limit;
 pub mod telemetry;
 

@@ -42,9 +42,8 @@ use aggregates::order::Order;
 use aggregates::payment::Payment;
 use aggregates::{Currency, Money};
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self};
 use axum::routing::get;
 use axum::{Json, Router};
 use cqrs_es::Aggregate;
@@ -60,7 +59,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::extract::{CommandHeaders, CorrelationId};
-use self::problem::{PROBLEM_JSON, Problem};
+use self::problem::Problem;
 use crate::config::{HttpSettings, SERVICE};
 use crate::store::idempotency::IdempotentRequest;
 use crate::store::{AggregateStore, CommandEnvelope, CommandMetadata};
@@ -211,7 +210,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
-        .layer(middleware::from_fn(problem_bodies))
+        .layer(middleware::from_fn_with_state(
+            problem::for_status as ops::problem::ForStatus,
+            ops::problem::problem_bodies,
+        ))
         .layer(middleware::from_fn_with_state(gate, ops::gate::enforce))
         .layer(middleware::from_fn_with_state(
             SERVICE,
@@ -237,26 +239,4 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(middleware::from_fn_with_state(ids, extract::correlate)))
-}
-
-/// Safety net: an error response that is not already a problem document (from a layer such
-/// as the timeout, or from axum itself) gets one, so no plain-text or empty error escapes.
-async fn problem_bodies(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value == HeaderValue::from_static(PROBLEM_JSON));
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
-        let (mut parts, _) = response.into_parts();
-        let replacement = Problem::for_status(status).into_response();
-        let (replacement_parts, body) = replacement.into_parts();
-        parts.headers.remove(header::CONTENT_LENGTH);
-        for (name, value) in &replacement_parts.headers {
-            parts.headers.insert(name, value.clone());
-        }
-        return Response::from_parts(parts, body);
-    }
-    response
 }

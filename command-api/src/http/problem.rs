@@ -5,134 +5,30 @@
 use aggregates::{DomainError, ErrorCategory};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::store::CommandError;
 
-/// Media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use ops::problem::{FieldError, PROBLEM_JSON, Problem, RETRY_AFTER_SECONDS};
 
-/// Seconds a client should wait before retrying after a 503.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
-
-/// An RFC 9457 problem document, extended with a stable `code` and, where they apply, the
-/// offending fields and the aggregate's current version.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    /// URI identifying the problem type: `urn:keel:problem:<code>`.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    /// Short summary of the problem type.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong with this request, for humans.
-    pub detail: String,
-    /// Stable machine-readable code: a domain code such as `order.empty_order`, or one of
-    /// the `request.*`, `concurrency.*`, `idempotency.*`, `service.*`, `http.*` codes.
-    pub code: String,
-    /// For invalid input: each offending field (JSON pointer into the body) and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-    /// For version conflicts: the aggregate's current version (also its `ETag`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_version: Option<u64>,
-    #[serde(skip)]
-    #[schema(ignore)]
-    retry_after: Option<u64>,
-}
-
-/// One invalid part of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// RFC 6901 JSON pointer to the offending value in the body (`""` = the whole body).
-    pub pointer: String,
-    /// What is wrong with it.
-    pub detail: String,
-}
-
-impl Problem {
-    /// A problem with `status`, stable `code`, `title` and `detail`.
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<String>,
-        title: impl Into<String>,
-        detail: impl Into<String>,
-    ) -> Self {
-        let code = code.into();
-        Self {
-            problem_type: format!("urn:keel:problem:{code}"),
-            title: title.into(),
-            status: status.as_u16(),
-            detail: detail.into(),
-            code,
-            errors: Vec::new(),
-            current_version: None,
-            retry_after: None,
-        }
-    }
-
-    /// Adds field errors.
-    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
-        self
-    }
-
-    /// Adds the current version.
-    pub fn with_current_version(mut self, version: u64) -> Self {
-        self.current_version = Some(version);
-        self
-    }
-
-    /// Adds a `Retry-After` header.
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    /// A problem for a bare status (unknown route, wrong method, timeout, …).
-    pub fn for_status(status: StatusCode) -> Self {
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let (code, detail) = match status {
-            StatusCode::NOT_FOUND => ("http.not_found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "http.method_not_allowed",
-                "the resource does not support this method",
-            ),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => (
-                "service.timeout",
-                "the request took too long; its outcome is unknown, retry with the same Idempotency-Key",
-            ),
-            _ if status.is_server_error() => ("service.internal_error", "internal error"),
-            _ => ("http.error", reason),
-        };
-        let problem = Self::new(status, code, reason, detail);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            problem.retry_after(RETRY_AFTER_SECONDS)
-        } else {
-            problem
-        }
-    }
-
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+/// The command API's problem for a bare status: a timeout's outcome is unknown, so it says
+/// to retry with the same `Idempotency-Key`.
+pub fn for_status(status: StatusCode) -> Problem {
+    let problem = Problem::for_status(status);
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        problem.with_detail(
+            "the request took too long; its outcome is unknown, retry with the same Idempotency-Key",
+        )
+    } else {
+        problem
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = self.status_code();
-        let retry_after = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
+/// A stored version as the problem document carries it.
+fn version(version: u64) -> Option<i64> {
+    i64::try_from(version).ok()
 }
 
 /// The request itself is unusable: rejected by an extractor before any command runs.
@@ -281,7 +177,7 @@ impl<E: DomainError> IntoResponse for CommandError<E> {
                     "Version mismatch",
                     format!("{detail} (If-Match)"),
                 )
-                .with_current_version(current_version)
+                .with_current_version(version(current_version))
                 .into_response();
                 if let Ok(etag) = HeaderValue::from_str(&format!("\"{current_version}\"")) {
                     response.headers_mut().insert(header::ETAG, etag);
@@ -294,7 +190,7 @@ impl<E: DomainError> IntoResponse for CommandError<E> {
                 "Concurrent modification",
                 format!("{detail}; reload and retry"),
             )
-            .with_current_version(current_version)
+            .with_current_version(version(current_version))
             .into_response(),
             Self::IdempotencyKeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -316,7 +212,7 @@ impl<E: DomainError> IntoResponse for CommandError<E> {
             }
             Self::Corrupt(error) => {
                 tracing::error!(error = %error, "event store holds unreadable data");
-                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+                for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
             }
         }
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use ops::auth::{Access, Role};
@@ -35,7 +35,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::problem::{PROBLEM_JSON, Problem, QueryError};
+use self::problem::{Problem, QueryError};
 use crate::changes::{VersionWaiter, WaitOutcome, WaitTarget};
 use crate::config::{HttpSettings, SERVICE};
 
@@ -155,7 +155,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
-        .layer(middleware::from_fn(problem_bodies))
+        .layer(middleware::from_fn_with_state(
+            Problem::for_status as ops::problem::ForStatus,
+            ops::problem::problem_bodies,
+        ))
         .layer(middleware::from_fn_with_state(gate, ops::gate::enforce))
         .layer(middleware::from_fn_with_state(
             SERVICE,
@@ -185,26 +188,4 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid)))
-}
-
-/// Safety net: an error response that is not already a problem document (from a layer such
-/// as the timeout, or from axum itself) gets one, so no plain-text or empty error escapes.
-async fn problem_bodies(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value == HeaderValue::from_static(PROBLEM_JSON));
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
-        let (mut parts, _) = response.into_parts();
-        let replacement = Problem::for_status(status).into_response();
-        let (replacement_parts, body) = replacement.into_parts();
-        parts.headers.remove(header::CONTENT_LENGTH);
-        for (name, value) in &replacement_parts.headers {
-            parts.headers.insert(name, value.clone());
-        }
-        return Response::from_parts(parts, body);
-    }
-    response
 }

@@ -4,129 +4,15 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-/// Media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// Seconds a client should wait before retrying after a 503.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
+pub use ops::problem::{PROBLEM_JSON, Problem, RETRY_AFTER_SECONDS};
 
 /// `code` of the answer to a `min_version` read whose wait timed out.
 pub const NOT_YET_CONSISTENT: &str = "not_yet_consistent";
 /// `type` of that answer.
 pub const NOT_YET_CONSISTENT_TYPE: &str = "urn:keel:problem:read-model-not-caught-up";
-
-/// An RFC 9457 problem document, extended with a stable `code` and, where they apply, the
-/// offending parameter and the versions of a read-your-writes wait.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    /// URI identifying the problem type: `urn:keel:problem:<code>`, except
-    /// `urn:keel:problem:read-model-not-caught-up` for code `not_yet_consistent`.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    /// Short summary of the problem type.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong with this request, for humans.
-    pub detail: String,
-    /// Stable machine-readable code: `order.not_found`, `request.invalid_parameter`,
-    /// `not_yet_consistent`, `service.unavailable`, ….
-    pub code: String,
-    /// For invalid input: the path or query parameter at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameter: Option<String>,
-    /// For `not_yet_consistent`: the version asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requested_version: Option<i64>,
-    /// For `not_yet_consistent`: the version the read model holds (`null`: none yet).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_version: Option<Option<i64>>,
-    #[serde(skip)]
-    #[schema(ignore)]
-    retry_after: Option<u64>,
-}
-
-impl Problem {
-    /// A problem with `status`, stable `code`, `title` and `detail`.
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<String>,
-        title: impl Into<String>,
-        detail: impl Into<String>,
-    ) -> Self {
-        let code = code.into();
-        Self {
-            problem_type: format!("urn:keel:problem:{code}"),
-            title: title.into(),
-            status: status.as_u16(),
-            detail: detail.into(),
-            code,
-            parameter: None,
-            requested_version: None,
-            current_version: None,
-            retry_after: None,
-        }
-    }
-
-    /// Names the parameter at fault.
-    pub fn with_parameter(mut self, parameter: impl Into<String>) -> Self {
-        self.parameter = Some(parameter.into());
-        self
-    }
-
-    /// Adds a `Retry-After` header.
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    /// A problem for a bare status (unknown route, wrong method, timeout, …).
-    pub fn for_status(status: StatusCode) -> Self {
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let (code, detail) = match status {
-            StatusCode::NOT_FOUND => ("http.not_found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "http.method_not_allowed",
-                "the resource does not support this method",
-            ),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
-                ("service.timeout", "the request took too long; retry later")
-            }
-            _ if status.is_server_error() => ("service.internal_error", "internal error"),
-            _ => ("http.error", reason),
-        };
-        let problem = Self::new(status, code, reason, detail);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            problem.retry_after(RETRY_AFTER_SECONDS)
-        } else {
-            problem
-        }
-    }
-
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = self.status_code();
-        let retry_after = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
 
 /// Why a query was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -256,8 +142,9 @@ impl IntoResponse for QueryError {
                 )
                 .retry_after(RETRY_AFTER_SECONDS);
                 problem.problem_type = NOT_YET_CONSISTENT_TYPE.to_owned();
-                problem.requested_version = Some(requested);
-                problem.current_version = Some(current);
+                problem = problem
+                    .with_requested_version(requested)
+                    .with_current_version(current);
                 problem
             }
             Self::Unreadable(cause) => {
