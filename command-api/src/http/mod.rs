@@ -149,20 +149,10 @@ pub fn access(_method: &Method, path: &str) -> Access {
     }
 }
 
-/// The whole HTTP application and its OpenAPI document.
-///
-/// # Errors
-/// If the authentication settings are unusable (a key that does not parse).
-pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
-    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
-    // The process serving /metrics records from its first request on; conflicts show as 0
-    // before the first one.
-    ops::metrics::install();
-    for aggregate in [Order::TYPE, Payment::TYPE, InventoryItem::TYPE] {
-        metrics::counter!("keel_concurrency_conflicts_total", "aggregate" => aggregate)
-            .increment(0);
-    }
-    let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// Every route with its OpenAPI operation: the router and the document come from this one
+/// list, so they cannot drift apart.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(orders::create_order))
         .routes(routes!(orders::add_order_line))
         .routes(routes!(
@@ -185,8 +175,30 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
         .routes(routes!(inventory::commit_reservation))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
-        .split_for_parts();
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut openapi) = routes().split_for_parts();
     openapi::document_command_conventions(&mut openapi);
+    openapi
+}
+
+/// The whole HTTP application and its OpenAPI document.
+///
+/// # Errors
+/// If the authentication settings are unusable (a key that does not parse).
+pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
+    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
+    // The process serving /metrics records from its first request on; conflicts show as 0
+    // before the first one.
+    ops::metrics::install();
+    for aggregate in [Order::TYPE, Payment::TYPE, InventoryItem::TYPE] {
+        metrics::counter!("keel_concurrency_conflicts_total", "aggregate" => aggregate)
+            .increment(0);
+    }
+    let (api, _) = routes().split_for_parts();
+    let openapi = openapi_document();
     let openapi = Arc::new(openapi);
 
     let ids = Arc::clone(&state.ids);

@@ -114,15 +114,10 @@ pub fn access(_method: &Method, path: &str) -> Access {
     }
 }
 
-/// The whole HTTP application and its OpenAPI document.
-///
-/// # Errors
-/// If the authentication settings are unusable (a key that does not parse).
-pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
-    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
-    // The process serving /metrics records from its first request on.
-    ops::metrics::install();
-    let (api, mut openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// Every route with its OpenAPI operation: the router and the document come from this one
+/// list, so they cannot drift apart.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::list_customer_orders))
         .routes(routes!(payments::list_order_payments))
@@ -138,8 +133,25 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))
-        .split_for_parts();
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut openapi) = routes().split_for_parts();
     openapi::document_query_conventions(&mut openapi);
+    openapi
+}
+
+/// The whole HTTP application and its OpenAPI document.
+///
+/// # Errors
+/// If the authentication settings are unusable (a key that does not parse).
+pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
+    let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
+    // The process serving /metrics records from its first request on.
+    ops::metrics::install();
+    let (api, _) = routes().split_for_parts();
+    let openapi = openapi_document();
 
     Ok(api
         .merge(ops::metrics::routes())
