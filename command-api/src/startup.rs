@@ -13,7 +13,6 @@ use sqlx::PgPool;
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
 use crate::gateway::GuardedGateway;
@@ -195,40 +194,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let stop_accepting = CancellationToken::new();
-        // Peer addresses key the rate limit of clients without a valid token.
-        let serve = axum::serve(
+        let result = ops::lifecycle::serve_until_stopped(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            shutdown,
+            self.shutdown_grace,
         )
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { serve.await });
-
-        tokio::select! {
-            finished = &mut server => {
-                self.pool.close().await;
-                return finished.map_err(io::Error::other)?;
-            }
-            () = shutdown => {}
-        }
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down: draining in-flight requests");
-        stop_accepting.cancel();
-        let result = match tokio::time::timeout(self.shutdown_grace, &mut server).await {
-            Ok(finished) => finished.map_err(io::Error::other)?,
-            Err(_) => {
-                tracing::warn!(grace = ?self.shutdown_grace, "drain deadline passed: aborting in-flight requests");
-                server.abort();
-                Ok(())
-            }
-        };
-        // Requests cut off by the deadline may still hold connections; do not wait on them.
-        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, self.pool.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!("database connections still in use at exit");
-        }
+        .await;
+        ops::lifecycle::close_pool(&self.pool, POOL_CLOSE_TIMEOUT).await;
         tracing::info!("stopped");
         result
     }

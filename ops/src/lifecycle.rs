@@ -78,6 +78,51 @@ where
     }
 }
 
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting
+/// connections and lets in-flight requests finish for at most `grace`, after which they
+/// are dropped (their transactions roll back unless already committed). Peer addresses are
+/// available to handlers (`ConnectInfo<SocketAddr>`: the rate limit keys anonymous clients
+/// by them).
+///
+/// # Errors
+/// If the server fails.
+pub async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let stop_accepting = CancellationToken::new();
+    let serve = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { serve.await });
+    tokio::select! {
+        finished = &mut server => return finished.map_err(std::io::Error::other)?,
+        () = shutdown => {}
+    }
+    tracing::info!(?grace, "shutting down: draining in-flight requests");
+    stop_accepting.cancel();
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(finished) => finished.map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!(?grace, "drain deadline passed: aborting in-flight requests");
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Closes `pool`, waiting at most `timeout`: requests cut off by a drain deadline may still
+/// hold connections, and the process must not wait on them.
+pub async fn close_pool(pool: &sqlx::PgPool, timeout: Duration) {
+    if tokio::time::timeout(timeout, pool.close()).await.is_err() {
+        tracing::warn!("database connections still in use at exit");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
