@@ -8,6 +8,7 @@
 //!   and the access rule of each route.
 //! - [`rate_limit`]: per-client request quotas answered with 429 and `Retry-After`.
 //! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
+//! - [`health`]: `/health/live` and the pieces of every `/health/ready`.
 //! - [`lifecycle`]: shutdown signals, a cancellation token they fire, retry until a
 //!   dependency is ready.
 //! - [`problem`]: the one problem document of every error answer, and the safety net that
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod clock;
 pub mod env;
 pub mod gate;
+pub mod health;
 pub mod ids;
 pub mod lifecycle;
 pub mod metrics;

@@ -1,43 +1,12 @@
-//! Liveness and readiness probes.
-
-use std::time::Duration;
+//! Readiness (liveness is `ops::health::live`, mounted by the router): this
+//! service's own check.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use ops::health::HealthStatus;
 
 use super::AppState;
-use super::problem::{Problem, RETRY_AFTER_SECONDS};
-
-/// How long readiness waits for the database.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A probe's answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct HealthStatus {
-    /// `ok`.
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-impl HealthStatus {
-    fn ok() -> Json<Self> {
-        Json(Self {
-            status: "ok".into(),
-        })
-    }
-}
-
-/// The process is up and serving HTTP.
-#[utoipa::path(
-    get, path = "/health/live", tag = "health", operation_id = "live",
-    responses((status = 200, description = "Alive", body = HealthStatus))
-)]
-pub async fn live() -> Json<HealthStatus> {
-    HealthStatus::ok()
-}
+use super::problem::Problem;
 
 /// The service can accept commands: PostgreSQL answers.
 #[utoipa::path(
@@ -48,26 +17,9 @@ pub async fn live() -> Json<HealthStatus> {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, Problem> {
-    let probe = sqlx::query("SELECT 1").execute(&state.pool);
-    match tokio::time::timeout(READINESS_TIMEOUT, probe).await {
-        Ok(Ok(_)) => Ok(HealthStatus::ok()),
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "readiness: database error");
-            Err(not_ready())
-        }
-        Err(_) => {
-            tracing::warn!(timeout = ?READINESS_TIMEOUT, "readiness: database timed out");
-            Err(not_ready())
-        }
-    }
-}
-
-fn not_ready() -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service.not_ready",
-        "Not ready",
-        "the event store is unavailable",
-    )
-    .retry_after(RETRY_AFTER_SECONDS)
+    let check = async {
+        sqlx::query("SELECT 1").execute(&state.pool).await?;
+        Ok::<_, sqlx::Error>(None)
+    };
+    ops::health::readiness(check, "the event store is unavailable").await
 }

@@ -173,7 +173,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::reserve_stock))
         .routes(routes!(inventory::release_reservation))
         .routes(routes!(inventory::commit_reservation))
-        .routes(routes!(health::live))
+        .routes(routes!(ops::health::live))
         .routes(routes!(health::ready))
 }
 

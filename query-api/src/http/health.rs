@@ -1,44 +1,13 @@
-//! Liveness and readiness probes.
-
-use std::time::Duration;
+//! Readiness (liveness is `ops::health::live`, mounted by the router): this
+//! service's own check.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use ops::health::HealthStatus;
 
 use super::AppState;
-use super::problem::{PROBLEM_JSON, Problem, RETRY_AFTER_SECONDS};
+use super::problem::{PROBLEM_JSON, Problem};
 use crate::read_model::projections;
-
-/// How long readiness waits for the database.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A probe's answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct HealthStatus {
-    /// `ok`.
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-impl HealthStatus {
-    fn ok() -> Json<Self> {
-        Json(Self {
-            status: "ok".into(),
-        })
-    }
-}
-
-/// The process is up and serving HTTP.
-#[utoipa::path(
-    get, path = "/health/live", tag = "health", operation_id = "live",
-    responses((status = 200, description = "Alive", body = HealthStatus))
-)]
-pub async fn live() -> Json<HealthStatus> {
-    HealthStatus::ok()
-}
 
 /// The service can answer queries: PostgreSQL answers and the read-model schema exists
 /// (the projector creates it; this service never migrates).
@@ -50,32 +19,13 @@ pub async fn live() -> Json<HealthStatus> {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, Problem> {
-    match tokio::time::timeout(READINESS_TIMEOUT, projections::schema_present(&state.pool)).await {
-        Ok(Ok(true)) => Ok(HealthStatus::ok()),
-        Ok(Ok(false)) => {
-            tracing::warn!("readiness: table read_model.checkpoints does not exist");
-            Err(not_ready(
-                "the read-model schema is missing (read_model.checkpoints does not exist): \
-                 start the projector, which migrates it",
-            ))
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "readiness: database error");
-            Err(not_ready("the read-model database is unavailable"))
-        }
-        Err(_) => {
-            tracing::warn!(timeout = ?READINESS_TIMEOUT, "readiness: database timed out");
-            Err(not_ready("the read-model database is unavailable"))
-        }
-    }
-}
-
-fn not_ready(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service.not_ready",
-        "Not ready",
-        detail,
-    )
-    .retry_after(RETRY_AFTER_SECONDS)
+    let check = async {
+        let present = projections::schema_present(&state.pool).await?;
+        Ok::<_, sqlx::Error>((!present).then(|| {
+            "the read-model schema is missing (read_model.checkpoints does not exist): \
+             start the projector, which migrates it"
+                .to_owned()
+        }))
+    };
+    ops::health::readiness(check, "the read-model database is unavailable").await
 }

@@ -130,7 +130,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::get_stream_state))
         .routes(routes!(audit::verify_stream))
         .routes(routes!(audit::verify_store))
-        .routes(routes!(health::live))
+        .routes(routes!(ops::health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))
 }
