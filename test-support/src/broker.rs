@@ -119,8 +119,10 @@ impl TestBroker {
         let output = self
             .java_command()
             .arg("-Xmx256m")
-            .args(["kafka.tools.StorageTool", "format", "--cluster-id"])
-            .arg(cluster_id())
+            .args(["kafka.tools.StorageTool", "format"])
+            // `=`: a base64url id may start with `-`, which the tool would take for a flag
+            // (1 start in 64 failed with "--cluster-id: expected one argument").
+            .arg(format!("--cluster-id={}", cluster_id()))
             .arg("--config")
             .arg(self.dir.join("server.properties"))
             .output()
