@@ -140,7 +140,7 @@ async fn run_on(
 ) -> anyhow::Result<bool> {
     let pool = database.pool(1).await?;
     let server = ServerFacts::read(&pool).await?;
-    let work_dir = std::env::temp_dir().join(format!("keel-bench-{}", database.name));
+    let work_dir = std::env::temp_dir().join(format!("keel-bench-{}", database.name()));
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let script = work_dir.join("append_event.sql");
@@ -151,7 +151,7 @@ async fn run_on(
     for &count in clients {
         let run = run_pgbench(
             binary,
-            &database.url,
+            database.url(),
             &script,
             &work_dir,
             count,

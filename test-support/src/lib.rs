@@ -18,6 +18,7 @@ use rdkafka::producer::FutureProducer;
 use uuid::Uuid;
 
 pub mod broker;
+pub mod http;
 pub mod scratch;
 pub mod tokens;
 

@@ -82,15 +82,15 @@ impl ScratchDatabase {
                 source,
             })?;
         connection.close().await.ok();
-        let without_query = base_url.split('?').next().unwrap_or(base_url);
-        let (server, _) = without_query
-            .rsplit_once('/')
-            .ok_or(ScratchError::NoDatabase)?;
-        Ok(Self {
-            url: format!("{server}/{name}"),
-            name,
-            admin,
-        })
+        let (path, query) = base_url
+            .split_once('?')
+            .map_or((base_url, None), |(path, query)| (path, Some(query)));
+        let (server, _) = path.rsplit_once('/').ok_or(ScratchError::NoDatabase)?;
+        let url = match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        };
+        Ok(Self { url, name, admin })
     }
 
     /// Its name.
@@ -98,7 +98,7 @@ impl ScratchDatabase {
         &self.name
     }
 
-    /// Its URL (credentials included; never print it).
+    /// Its URL, the server's query parameters kept (credentials included; never print it).
     pub fn url(&self) -> &str {
         &self.url
     }

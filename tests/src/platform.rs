@@ -2,18 +2,16 @@
 //! projectors and the query API, on a database and topic prefix of their own, talking to
 //! the real PostgreSQL, broker and registry.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use outbox_relay::{OutboxRelay, RelayConfig};
 use projections::{Projection, Projector};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
+use test_support::ScratchDatabase;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::{Stack, unique_name};
 
@@ -29,8 +27,7 @@ pub struct Platform {
     /// The topic prefix of this platform's event topics.
     pub topic_prefix: String,
     client: reqwest::Client,
-    admin: PgConnectOptions,
-    db_name: String,
+    database: ScratchDatabase,
     stop: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -77,28 +74,13 @@ impl Platform {
     /// If a component cannot start; the message names it.
     pub async fn start() -> Self {
         let stack = Stack::from_env();
-        let admin = PgConnectOptions::from_str(&stack.database_url).expect("database URL parses");
-        let db_name = format!("keel_e2e_{}", Uuid::new_v4().simple());
-        let mut connection = PgConnection::connect_with(&admin)
+        let database = ScratchDatabase::create_on(&stack.database_url, "keel_e2e")
             .await
-            .expect("PostgreSQL reachable (is the stack up? run `cargo xtask up`)");
-        connection
-            .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
-            .await
-            .expect("create the test database");
-        connection.close().await.expect("close admin connection");
-        let options = admin.clone().database(&db_name);
-        let url = format!(
-            "{}/{db_name}",
-            stack
-                .database_url
-                .rsplit_once('/')
-                .expect("database URL has a path")
-                .0
-        );
-        let db = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
+            .expect("scratch database");
+        let options = database.connect_options();
+        let url = database.url().to_owned();
+        let db = database
+            .pool(4)
             .await
             .expect("connect to the test database");
 
@@ -190,8 +172,7 @@ impl Platform {
             db,
             topic_prefix,
             client: reqwest::Client::new(),
-            admin,
-            db_name,
+            database,
             stop,
             tasks,
         };
@@ -251,12 +232,6 @@ impl Platform {
         .await
         .expect("delete the platform's topics");
         self.db.close().await;
-        let mut connection = PgConnection::connect_with(&self.admin)
-            .await
-            .expect("admin connection");
-        connection
-            .execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name).as_str())
-            .await
-            .expect("drop the test database");
+        self.database.drop_database().await;
     }
 }

@@ -11,20 +11,11 @@ async fn raw(
     content_type: Option<&str>,
     body: &str,
 ) -> crate::helpers::TestResponse {
-    let mut request = app.client.post(app.url(path)).body(body.to_owned());
+    let mut request = app.inner().post(app.url(path)).body(body.to_owned());
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
-    let response = request.send().await.expect("request is sent");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("body is read");
-    crate::helpers::TestResponse {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    crate::helpers::TestResponse::read(request.send().await.expect("request is sent")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

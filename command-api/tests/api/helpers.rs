@@ -1,8 +1,8 @@
 //! `spawn_app`: the real application on port 0 over its own, freshly created database.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +14,11 @@ use command_api::startup::{Application, Dependencies};
 use command_api::store::AppendHook;
 use ops::clock::FixedClock;
 use ops::ids::SequentialIds;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
+use test_support::ScratchDatabase;
+pub use test_support::http::TestResponse;
+use test_support::http::{Client, Servers};
 use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,12 +30,6 @@ pub const NOW_RFC3339: &str = "2024-05-01T12:00:00.123456Z";
 
 pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(NOW_MICROS).expect("valid timestamp")
-}
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://keel:keel@127.0.0.1:5432/keel".to_owned())
 }
 
 /// How a test wants its application built.
@@ -59,15 +53,22 @@ impl Default for TestOptions {
     }
 }
 
+/// The application on port 0 over a scratch database of its own. It derefs to the HTTP
+/// client bound to its address (`app.post(..)`, `app.get(..)`, `app.url(..)`).
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    http: Client,
     /// For assertions on the database, separate from the application's pool.
     pub db: PgPool,
-    db_name: String,
-    admin: PgConnectOptions,
-    stop: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    database: ScratchDatabase,
+    servers: Servers,
+}
+
+impl Deref for TestApp {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.http
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -75,22 +76,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
-    let admin = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
-    let db_name = format!("keel_cmd_test_{}", Uuid::new_v4().simple());
-    let mut connection = PgConnection::connect_with(&admin)
+    let database = ScratchDatabase::create("keel_cmd_test")
         .await
-        .expect("PostgreSQL is reachable (is the stack up? `cargo xtask up`)");
-    connection
-        .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
-        .await
-        .expect("create test database");
-    connection.close().await.ok();
-
-    let test_db = admin.clone().database(&db_name);
-    let app_pool = PgPoolOptions::new()
-        .max_connections(options.settings.database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(test_db.clone())
+        .expect("scratch database");
+    let app_pool = database
+        .pool(options.settings.database.max_connections)
         .await
         .expect("connect application pool");
     let dependencies = Dependencies {
@@ -102,92 +92,14 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let application = Application::build_with_pool(&options.settings, app_pool, dependencies)
         .await
         .expect("application builds");
-    let address = format!("http://{}", application.local_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(application.run_until_stopped(stop.clone().cancelled_owned()));
-
-    let db = PgPoolOptions::new()
-        .max_connections(3)
-        .connect_with(test_db)
-        .await
-        .expect("connect assertion pool");
+    let http = Client::new(application.local_addr());
+    let mut servers = Servers::default();
+    servers.spawn(|shutdown| application.run_until_stopped(shutdown));
     TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("http client"),
-        db,
-        db_name,
-        admin,
-        stop,
-        server: Some(server),
-    }
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-impl TestResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn etag(&self) -> &str {
-        self.header("etag").expect("ETag header")
-    }
-
-    /// Asserts a problem+json answer with `status` and `code`, and returns its body.
-    #[track_caller]
-    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "content type; body: {}",
-            self.text
-        );
-        let body = &self.body;
-        assert_eq!(body["status"], status, "{body}");
-        assert_eq!(body["code"], code, "{body}");
-        assert_eq!(body["type"], format!("urn:keel:problem:{code}"), "{body}");
-        assert!(
-            body["title"].as_str().is_some_and(|t| !t.is_empty()),
-            "{body}"
-        );
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
-        body
-    }
-
-    /// Asserts a successful command answer and returns its body.
-    #[track_caller]
-    pub fn assert_accepted(&self, status: u16, version: u64) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
-        assert_eq!(self.body["version"], version, "{}", self.text);
-        assert_eq!(self.etag(), format!("\"{version}\""));
-        &self.body
-    }
-
-    /// The event types the response lists.
-    pub fn event_types(&self) -> Vec<String> {
-        self.body["events"]
-            .as_array()
-            .map(|events| {
-                events
-                    .iter()
-                    .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        http,
+        db: database.pool(3).await.expect("connect assertion pool"),
+        database,
+        servers,
     }
 }
 
@@ -202,47 +114,6 @@ pub struct StoredEvent {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// Sends `body` as JSON (or nothing for `Value::Null`) with extra `headers`.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Value,
-        headers: &[(&str, &str)],
-    ) -> TestResponse {
-        let mut request = self.client.request(method, self.url(path));
-        if !body.is_null() {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        read(request.send().await.expect("request sent")).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
-        self.send(Method::POST, path, body, &[]).await
-    }
-
-    pub async fn post_with(
-        &self,
-        path: &str,
-        body: Value,
-        headers: &[(&str, &str)],
-    ) -> TestResponse {
-        self.send(Method::POST, path, body, headers).await
-    }
-
-    pub async fn get(&self, path: &str) -> TestResponse {
-        self.send(Method::GET, path, Value::Null, &[]).await
-    }
-
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.db)
@@ -334,22 +205,15 @@ impl TestApp {
 
     /// Signals shutdown and waits for the server to stop, bounded.
     pub async fn stop(&mut self) -> std::io::Result<()> {
-        self.stop.cancel();
-        match self.server.take() {
-            Some(server) => tokio::time::timeout(Duration::from_secs(30), server)
-                .await
-                .expect("server stops in time")
-                .expect("server task"),
-            None => Ok(()),
-        }
+        self.servers.stop().await
     }
 
     pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
+        self.servers.stop_token()
     }
 
     pub fn take_server(&mut self) -> Option<JoinHandle<std::io::Result<()>>> {
-        self.server.take()
+        self.servers.take_first()
     }
 
     /// Stops the server and drops the test database. Call at the end of every test; a
@@ -361,27 +225,7 @@ impl TestApp {
     }
 
     pub async fn drop_database(&self) {
-        let mut connection = PgConnection::connect_with(&self.admin)
-            .await
-            .expect("admin connection");
-        connection
-            .execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name).as_str())
-            .await
-            .expect("drop test database");
-        connection.close().await.ok();
-    }
-}
-
-async fn read(response: reqwest::Response) -> TestResponse {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("response body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    TestResponse {
-        status,
-        headers,
-        body,
-        text,
+        self.database.drop_database().await;
     }
 }
 

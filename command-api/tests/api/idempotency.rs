@@ -25,7 +25,7 @@ async fn a_retry_with_the_same_key_and_body_returns_the_original_response() {
         body["customer_id"].as_str().unwrap()
     );
     let retry = app
-        .client
+        .inner()
         .post(app.url("/orders"))
         .header("content-type", "application/json")
         .header("Idempotency-Key", "create-order-1")

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use command_api::config::Settings;
 use ops::rate_limit::RateLimitSettings;
 use serde_json::{Value, json};
-use tests::tokens::{self, HS256_SECRET};
+use test_support::tokens::{self, HS256_SECRET};
 
 use crate::helpers::{TestApp, TestOptions, spawn_app_with};
 

@@ -146,7 +146,7 @@ async fn shutdown_stops_accepting_and_drains_in_flight_requests() {
     .await;
     gate.arm();
 
-    let client = app.client.clone();
+    let client = app.inner().clone();
     let url = app.url("/inventory/SKU-1/stock");
     let in_flight = tokio::spawn(async move {
         client
@@ -207,7 +207,7 @@ async fn shutdown_gives_up_on_requests_that_outlive_the_grace_period() {
     let mut app = spawn_app_with(options).await;
     gate.arm();
 
-    let client = app.client.clone();
+    let client = app.inner().clone();
     let url = app.url("/inventory/SKU-1/stock");
     let _stuck = tokio::spawn(async move {
         client

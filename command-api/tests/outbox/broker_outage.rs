@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tests::TestBroker;
+use test_support::TestBroker;
 
 use crate::helpers::spawn_app;
 use crate::support::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 use outbox_relay::OutboxRelay;
 use serde_json::json;
 use sqlx::Connection;
-use tests::Stack;
+use test_support::Stack;
 
 use crate::helpers::{TestApp, spawn_app};
 use crate::support::{

@@ -8,7 +8,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use schemas::AggregateKind;
-use tests::{Stack, unique_name};
+use test_support::{Stack, unique_name};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ impl RunningRelay {
             .await
             .expect("relay stops in time")
             .expect("relay task");
-        tests::delete_topics_with_prefix(&self.brokers, &self.topic_prefix)
+        test_support::delete_topics_with_prefix(&self.brokers, &self.topic_prefix)
             .await
             .expect("delete the test's topics");
     }

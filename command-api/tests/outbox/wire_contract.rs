@@ -7,7 +7,7 @@ use aggregates::order::OrderEvent;
 use apache_avro::Schema;
 use schemas::{catalog, decode_event_with_writer_schema, wire};
 use serde_json::{Value, json};
-use tests::Stack;
+use test_support::Stack;
 
 use crate::helpers::spawn_app;
 use crate::support::{

@@ -3,7 +3,6 @@
 //! consumer groups of its own.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
+use test_support::{ScratchDatabase, Stack};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,29 +38,7 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(NOW_MICROS).expect("valid timestamp")
 }
 
-/// Broker and schema registry, from the variables `cargo xtask test` sets, with the
-/// defaults of `cargo xtask up`.
-fn stack_addresses() -> (String, String) {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    (
-        var("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-        var(
-            "KEEL_SCHEMA_REGISTRY_URL",
-            "http://127.0.0.1:8081/apis/ccompat/v7",
-        ),
-    )
-}
-
-/// A name no other test (or earlier run) uses, for topics and consumer groups.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", Uuid::new_v4().simple())
-}
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
-        .unwrap_or_else(|_| projections::config::DEFAULT_DATABASE_URL.to_owned())
-}
+pub use test_support::unique_name;
 
 /// Logs of the code under test, when `RUST_LOG` asks for them.
 fn init_tracing() {
@@ -76,50 +53,11 @@ fn init_tracing() {
     });
 }
 
-/// A fresh database of its own: the command API's event store in `public`, the read
-/// models in `read_model`, as in a single-database deployment.
-struct TestDatabase {
-    name: String,
-    admin: PgConnectOptions,
-    options: PgConnectOptions,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let admin = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
-        let name = format!("keel_proj_test_{}", Uuid::new_v4().simple());
-        let mut connection = PgConnection::connect_with(&admin)
-            .await
-            .expect("PostgreSQL is reachable (is the stack up? `cargo xtask up`)");
-        connection
-            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-            .await
-            .expect("create test database");
-        connection.close().await.ok();
-        let options = admin.clone().database(&name);
-        Self {
-            name,
-            admin,
-            options,
-        }
-    }
-
-    /// Best effort: a database left behind by a failed test is there for inspection.
-    async fn drop_database(&self) {
-        let Ok(mut connection) = PgConnection::connect_with(&self.admin).await else {
-            return;
-        };
-        let statement = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
-        if let Err(error) = connection.execute(statement.as_str()).await {
-            eprintln!("test database {} not dropped: {error}", self.name);
-        }
-        connection.close().await.ok();
-    }
-}
-
 /// The command API on port 0 and an outbox relay publishing under the test's prefix.
 pub struct Harness {
-    database: TestDatabase,
+    /// The event store in `public`, the read models in `read_model`, as in a
+    /// single-database deployment.
+    database: ScratchDatabase,
     /// The read-model pool the projectors use (migrated).
     pub read_model: PgPool,
     /// The event store (for counting what was written).
@@ -139,15 +77,16 @@ impl Harness {
     /// relay before any event is written).
     pub async fn start(partitions: i32) -> Self {
         init_tracing();
-        let (brokers, registry_url) = stack_addresses();
-        let database = TestDatabase::create().await;
-
-        let read_model = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(database.options.clone())
+        let Stack {
+            kafka_brokers: brokers,
+            registry_url,
+            ..
+        } = Stack::from_env();
+        let database = ScratchDatabase::create("keel_proj_test")
             .await
-            .expect("connect read-model pool");
+            .expect("scratch database");
+
+        let read_model = database.pool(8).await.expect("connect read-model pool");
         projections::db::migrate(&read_model)
             .await
             .expect("read-model migrations");
@@ -155,12 +94,7 @@ impl Harness {
         let mut settings = command_api::config::Settings::default();
         settings.http.addr = "127.0.0.1:0".parse().expect("address");
         settings.http.shutdown_grace = Duration::from_secs(5);
-        let api_pool = PgPoolOptions::new()
-            .max_connections(6)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(database.options.clone())
-            .await
-            .expect("connect command API pool");
+        let api_pool = database.pool(6).await.expect("connect command API pool");
         let dependencies = Dependencies {
             clock: Arc::new(FixedClock(now())),
             ids: Arc::new(RandomIds),
@@ -174,15 +108,11 @@ impl Harness {
         let api_stop = CancellationToken::new();
         let api_task =
             tokio::spawn(application.run_until_stopped(api_stop.clone().cancelled_owned()));
-        let event_store = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(database.options.clone())
-            .await
-            .expect("connect event-store pool");
+        let event_store = database.pool(2).await.expect("connect event-store pool");
 
         let topic_prefix = format!("{}.", unique_name("proj"));
         let mut relay_config = RelayConfig::new(
-            database.options.clone(),
+            database.connect_options(),
             brokers.clone(),
             registry_url.clone(),
         );
@@ -245,7 +175,7 @@ impl Harness {
         self.read_model.close().await;
         self.event_store.close().await;
         self.database.drop_database().await;
-        tests::delete_topics_with_prefix(&self.kafka.brokers, &self.kafka.topic_prefix)
+        test_support::delete_topics_with_prefix(&self.kafka.brokers, &self.kafka.topic_prefix)
             .await
             .expect("delete the test's topics");
     }

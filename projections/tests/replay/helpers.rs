@@ -2,27 +2,20 @@
 //! reference read model, a steady writer, waits and full dumps.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use projections::Projection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
+use test_support::ScratchDatabase;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::support::{Harness, RunningProjector, WAIT};
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
-        .unwrap_or_else(|_| projections::config::DEFAULT_DATABASE_URL.to_owned())
-}
-
-/// A database of its own, dropped by [`ExtraDatabase::drop_database`].
+/// A database of its own with the read-model migrations applied, dropped by
+/// [`ExtraDatabase::drop_database`].
 pub struct ExtraDatabase {
-    name: String,
-    admin: PgConnectOptions,
+    scratch: ScratchDatabase,
     /// URL of the database (for the CLI).
     pub url: String,
     /// A pool on it.
@@ -32,34 +25,16 @@ pub struct ExtraDatabase {
 impl ExtraDatabase {
     /// Creates it and applies the read-model migrations.
     pub async fn create() -> Self {
-        let base = admin_url();
-        let admin = PgConnectOptions::from_str(&base).expect("DATABASE_URL parses");
-        let name = format!("keel_replay_test_{}", Uuid::new_v4().simple());
-        let mut connection = PgConnection::connect_with(&admin)
+        let scratch = ScratchDatabase::create("keel_replay_test")
             .await
-            .expect("PostgreSQL is reachable");
-        connection
-            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-            .await
-            .expect("create database");
-        connection.close().await.ok();
-        let without_query = base.split('?').next().unwrap_or(&base);
-        let (server, _) = without_query
-            .rsplit_once('/')
-            .expect("DATABASE_URL names a database");
-        let url = format!("{server}/{name}");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(admin.clone().database(&name))
-            .await
-            .expect("connect");
+            .expect("scratch database");
+        let pool = scratch.pool(4).await.expect("connect");
         projections::db::migrate(&pool)
             .await
             .expect("read-model migrations");
         Self {
-            name,
-            admin,
-            url,
+            url: scratch.url().to_owned(),
+            scratch,
             pool,
         }
     }
@@ -67,13 +42,7 @@ impl ExtraDatabase {
     /// Best effort.
     pub async fn drop_database(self) {
         self.pool.close().await;
-        if let Ok(mut connection) = PgConnection::connect_with(&self.admin).await {
-            let statement = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
-            if let Err(error) = connection.execute(statement.as_str()).await {
-                eprintln!("database {} not dropped: {error}", self.name);
-            }
-            connection.close().await.ok();
-        }
+        self.scratch.drop_database().await;
     }
 }
 

@@ -233,7 +233,7 @@ async fn min_version_never_reached_is_503_with_retry_after_at_the_timeout() {
     let response = app.get("/stock/SKU-3?min_version=5").await;
     let elapsed = started.elapsed();
 
-    let body = response.assert_problem(503, "not_yet_consistent");
+    let body = response.assert_problem_document(503, "not_yet_consistent");
     assert_eq!(body["type"], "urn:keel:problem:read-model-not-caught-up");
     assert_eq!(response.header("retry-after"), Some("1"));
     assert_eq!(body["requested_version"], 5);
@@ -254,7 +254,8 @@ async fn min_version_never_reached_is_503_with_retry_after_at_the_timeout() {
     let response = app
         .get(&format!("/orders/{missing_order}?min_version=1"))
         .await;
-    let body = response.assert_problem(503, "not_yet_consistent");
+    let body = response.assert_problem_document(503, "not_yet_consistent");
+    assert_eq!(body["type"], "urn:keel:problem:read-model-not-caught-up");
     assert_eq!(body["current_version"], Value::Null);
     assert_eq!(body["requested_version"], 1);
     assert!(

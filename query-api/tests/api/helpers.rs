@@ -2,6 +2,7 @@
 //! helpers that write read-model rows the way the projectors do.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,13 +11,10 @@ use projections::checkpoint;
 use projections::event::AggregateKey;
 use query_api::config::Settings;
 use query_api::startup::Application;
-use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
-use serde_json::Value;
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use test_support::http::{Client, Servers};
+use test_support::{ScratchDatabase, Stack};
 use uuid::Uuid;
 
 /// Base time of every row in tests.
@@ -30,12 +28,6 @@ pub fn at(seconds: i64) -> DateTime<Utc> {
 /// How `at(seconds)` serializes.
 pub fn at_json(seconds: i64) -> String {
     at(seconds).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .or_else(|_| std::env::var("KEEL_DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://keel:keel@127.0.0.1:5432/keel".to_owned())
 }
 
 /// Settings for tests: port 0, a short drain, the given read-your-writes timings.
@@ -65,15 +57,22 @@ impl Default for TestOptions {
     }
 }
 
+/// The application on port 0, over a scratch database of its own unless built from
+/// settings alone. It derefs to the HTTP client bound to its address.
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    http: Client,
     /// For writing read-model rows, separate from the application's pool.
     pub db: PgPool,
-    db_name: Option<String>,
-    admin: PgConnectOptions,
-    stop: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    database: Option<ScratchDatabase>,
+    servers: Servers,
+}
+
+impl Deref for TestApp {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.http
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -81,38 +80,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
-    let admin = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
-    let db_name = format!("keel_query_test_{}", Uuid::new_v4().simple());
-    let mut connection = PgConnection::connect_with(&admin)
+    let database = ScratchDatabase::create("keel_query_test")
         .await
-        .expect("PostgreSQL is reachable (is the stack up? `cargo xtask up`)");
-    connection
-        .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
-        .await
-        .expect("create test database");
-    connection.close().await.ok();
-
-    let test_db = admin.clone().database(&db_name);
-    let db = PgPoolOptions::new()
-        .max_connections(3)
-        .connect_with(test_db.clone())
-        .await
-        .expect("connect test pool");
+        .expect("scratch database");
+    let db = database.pool(3).await.expect("connect test pool");
     if options.migrate {
         projections::db::migrate(&db)
             .await
             .expect("read-model migrations apply");
     }
-    let app_pool = PgPoolOptions::new()
-        .max_connections(options.settings.database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(test_db)
+    let app_pool = database
+        .pool(options.settings.database.max_connections)
         .await
         .expect("connect application pool");
     let application = Application::build_with_pool(&options.settings, app_pool)
         .await
         .expect("application builds");
-    start(application, db, Some(db_name), admin)
+    start(application, db, Some(database))
 }
 
 /// The application built by `Application::build` from `settings` alone (no test database).
@@ -120,133 +104,28 @@ pub async fn spawn_app_from_settings(settings: &Settings) -> TestApp {
     let application = Application::build(settings)
         .await
         .expect("application builds without its database");
-    let admin = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
-    let db = PgPoolOptions::new().connect_lazy_with(admin.clone());
-    start(application, db, None, admin)
+    let admin = PgConnectOptions::from_str(&Stack::from_env().database_url)
+        .expect("KEEL_DATABASE_URL parses");
+    let db = PgPoolOptions::new().connect_lazy_with(admin);
+    start(application, db, None)
 }
 
-fn start(
-    application: Application,
-    db: PgPool,
-    db_name: Option<String>,
-    admin: PgConnectOptions,
-) -> TestApp {
-    let address = format!("http://{}", application.local_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(application.run_until_stopped(stop.clone().cancelled_owned()));
+fn start(application: Application, db: PgPool, database: Option<ScratchDatabase>) -> TestApp {
+    let http = Client::new(application.local_addr());
+    let mut servers = Servers::default();
+    servers.spawn(|shutdown| application.run_until_stopped(shutdown));
     TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("http client"),
+        http,
         db,
-        db_name,
-        admin,
-        stop,
-        server: Some(server),
-    }
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-impl TestResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Asserts a 200 JSON answer and returns its body.
-    #[track_caller]
-    pub fn assert_ok(&self) -> &Value {
-        assert_eq!(self.status, StatusCode::OK, "status; body: {}", self.text);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{}",
-            self.text
-        );
-        &self.body
-    }
-
-    /// Asserts a problem+json answer with `status` and `code`, and returns its body.
-    #[track_caller]
-    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "content type; body: {}",
-            self.text
-        );
-        let body = &self.body;
-        assert_eq!(body["status"], status, "{body}");
-        assert_eq!(body["code"], code, "{body}");
-        assert!(
-            body["type"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("urn:keel:problem:")),
-            "{body}"
-        );
-        assert!(
-            body["title"].as_str().is_some_and(|t| !t.is_empty()),
-            "{body}"
-        );
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
-        body
-    }
-
-    /// Asserts a 400 naming `parameter`, and returns its body.
-    #[track_caller]
-    pub fn assert_bad_parameter(&self, code: &str, parameter: &str) -> &Value {
-        let body = self.assert_problem(400, code);
-        assert_eq!(body["parameter"], parameter, "{body}");
-        assert!(
-            body["detail"]
-                .as_str()
-                .is_some_and(|d| d.starts_with(&format!("{parameter}: "))),
-            "{body}"
-        );
-        body
+        database,
+        servers,
     }
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub async fn get(&self, path: &str) -> TestResponse {
-        self.get_with(path, &[]).await
-    }
-
-    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-        let mut request = self.client.get(self.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        read(request.send().await.expect("request sent")).await
-    }
-
     /// Signals shutdown and waits for the server to stop, bounded.
     pub async fn stop(&mut self) -> std::io::Result<()> {
-        self.stop.cancel();
-        match self.server.take() {
-            Some(server) => tokio::time::timeout(Duration::from_secs(30), server)
-                .await
-                .expect("server stops in time")
-                .expect("server task"),
-            None => Ok(()),
-        }
+        self.servers.stop().await
     }
 
     /// Stops the server and drops the test database (best effort). Call at the end of every
@@ -254,15 +133,8 @@ impl TestApp {
     pub async fn finish(mut self) {
         self.stop().await.expect("server stopped cleanly");
         self.db.close().await;
-        let Some(db_name) = self.db_name.take() else {
-            return;
-        };
-        if let Ok(mut connection) = PgConnection::connect_with(&self.admin).await {
-            let drop = format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#);
-            if let Err(error) = connection.execute(drop.as_str()).await {
-                eprintln!("cannot drop test database {db_name}: {error}");
-            }
-            connection.close().await.ok();
+        if let Some(database) = self.database.take() {
+            database.drop_database().await;
         }
     }
 
@@ -397,18 +269,5 @@ impl OrderRow {
             created_at: at(created),
             version: 3,
         }
-    }
-}
-
-async fn read(response: reqwest::Response) -> TestResponse {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("response body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    TestResponse {
-        status,
-        headers,
-        body,
-        text,
     }
 }

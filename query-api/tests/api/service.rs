@@ -257,7 +257,7 @@ async fn unknown_routes_and_methods_are_problems() {
 
     app.get("/nope").await.assert_problem(404, "http.not_found");
     let post = app
-        .client
+        .inner()
         .post(app.url("/stock/SKU-1"))
         .send()
         .await
@@ -280,7 +280,10 @@ async fn shutdown_lets_an_in_flight_wait_finish() {
     })
     .await;
     app.insert_stock("SKU-W", 1, 0, 0, 1).await;
-    let request = app.client.get(app.url("/stock/SKU-W?min_version=2")).send();
+    let request = app
+        .inner()
+        .get(app.url("/stock/SKU-W?min_version=2"))
+        .send();
     let (response, stopped) = tokio::join!(request, async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         app.stop().await

@@ -45,18 +45,20 @@ async fn order_lifecycle(stack: &Stack) -> String {
     stack.add_line(&order_id, "SKU-2", 1).await;
     let lines = format!("/orders/{order_id}/lines");
     stack
-        .command(
+        .commands
+        .send(
             Method::PATCH,
             &format!("{lines}/SKU-1"),
             json!({"quantity": 5}),
             &[],
         )
         .await
-        .assert_accepted();
+        .assert_success();
     stack
-        .command(Method::DELETE, &format!("{lines}/SKU-2"), Value::Null, &[])
+        .commands
+        .send(Method::DELETE, &format!("{lines}/SKU-2"), Value::Null, &[])
         .await
-        .assert_accepted();
+        .assert_success();
     for (step, body) in [
         ("place", Value::Null),
         ("confirm", json!({})),
