@@ -9,9 +9,10 @@
 //!   seals each append.
 //! - [`verify`]: finds the first event whose stored content no longer matches its link.
 //! - [`state`]: time travel — folds a stream up to a version with the domain's `apply`.
-//!
-//! Served by the query API's `http::audit` and by the `keel-audit` CLI.
+//! - [`http`]: the `/audit/…` routes with their OpenAPI operations, mounted by the query
+//!   API; the `keel-audit` binary (`src/bin`) is the same trail from a terminal.
 
+pub mod http;
 pub mod state;
 pub mod store;
 pub mod verify;

@@ -13,6 +13,7 @@
 //!   dependency is ready.
 //! - [`problem`]: the one problem document of every error answer, and the safety net that
 //!   gives every error response one.
+//! - [`params`]: strict path and query parameters of GET routes, page limits, cursors.
 //! - [`telemetry`]: logs (JSON or pretty), OTLP trace export, W3C trace context.
 //!
 //! Libraries record metrics through the `metrics` facade; only binaries (and tests that
@@ -26,6 +27,7 @@ pub mod health;
 pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
+pub mod params;
 pub mod problem;
 pub mod rate_limit;
 pub mod telemetry;

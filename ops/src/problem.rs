@@ -198,8 +198,49 @@ pub async fn problem_bodies(
     response
 }
 
+/// Database errors that mean "try again later": the database is unreachable, overloaded,
+/// shutting down, or a schema this build reads has not been migrated yet by its owner. An
+/// API answers them 503 with `Retry-After`; any other database error is a 500.
+pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // 08: connection exception, 53: insufficient resources, 57: operator
+            // intervention (shutdown, cancel), 40: rollback (serialization, deadlock),
+            // 3F000: schema missing, 42P01: table missing, 42703: column missing (the
+            // owner — the projector for the read models, the event store's migrator for the
+            // events — has not migrated its schema to what this build reads yet).
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "3F000"
+                || code == "42P01"
+                || code == "42703"
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_infrastructure_failures_are_transient() {
+        assert!(super::is_transient_database_error(
+            &sqlx::Error::PoolTimedOut
+        ));
+        assert!(!super::is_transient_database_error(
+            &sqlx::Error::RowNotFound
+        ));
+        assert!(!super::is_transient_database_error(
+            &sqlx::Error::ColumnNotFound("x".into())
+        ));
+    }
+
     use super::*;
 
     fn body(problem: Problem) -> serde_json::Value {

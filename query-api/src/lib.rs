@@ -10,11 +10,7 @@
 //! | GET | `/stock` | `stock_levels` | `?limit=&cursor=`; by SKU |
 //! | GET | `/stock/{sku}` | `stock_levels` | `?min_version=`; `ETag` |
 //! | GET | `/projections` | `checkpoints`, `dead_letters` | per-projection progress, for operators |
-//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/events` | `public.events` | `?limit=&cursor=`; full history with metadata and hash |
-//! | GET | `/audit/events` | `public.events` | `?correlation_id=&event_type=&aggregate_type=&actor=&from=&to=&limit=&cursor=`; commit order |
-//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/state` | `public.events` | `?version=` or `?at=`; folded with the domain's `apply` |
-//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/verify` | `public.events` | hash chain of one stream |
-//! | GET | `/audit/verify` | `public.events` | `?limit=&cursor=`; hash chains of every stream, bounded per call |
+//! | GET | `/audit/…` | `public.events` | the audit trail's routes, from `audit::http` (see there) |
 //! | GET | `/health/live`, `/health/ready` | — | ready = PostgreSQL answers and `read_model.checkpoints` exists |
 //! | GET | `/openapi.json` | — | the OpenAPI 3 document of every route |
 //!
@@ -25,17 +21,16 @@
 //!
 //! - [`read_model`]: the SQL and the views it returns (which are the response bodies).
 //! - `audit` (its own crate): the audit trail — reads of the event store itself (the only
-//!   reads of the write model), hash-chain verification, time travel; also behind the
-//!   `keel-audit` CLI. This crate serves it over HTTP.
+//!   reads of the write model), hash-chain verification, time travel, its routes and the
+//!   `keel-audit` CLI. This crate mounts the routes behind its `auditor` role.
 //! - [`changes`]: read-your-writes — one `LISTEN keel_read_model` task per process fanning
 //!   out to waiting requests, with a periodic re-read in case a notification is lost.
-//! - [`http`]: routes, extractors, keyset cursors ([`http::cursor`]), OpenAPI.
+//! - [`http`]: routes, extractors on `ops::params`, keyset cursors ([`http::cursor`]),
+//!   OpenAPI.
 //! - [`startup`]: wiring and graceful shutdown; [`startup::Application`] binds any port
 //!   (0 in tests) so tests run the real service. [`config`]: typed settings (the `KEEL_*`
 //!   table); logging, tracing and metrics are set up by the binary through `ops`.
 
-/// The audit trail (crate `audit`), served under `/audit`.
-pub use ::audit;
 pub mod changes;
 pub mod config;
 pub mod http;

@@ -1,10 +1,10 @@
-//! The HTTP surface: routes, extractors, cursors, problem documents, OpenAPI.
+//! The HTTP surface: routes, extractors, cursors, problem documents, OpenAPI. The audit
+//! trail's routes come from the `audit` crate and are mounted here.
 //!
 //! Every route is a GET; the route table is in the crate docs. Single-aggregate reads
 //! answer with `ETag: "<version>"` and accept `?min_version=` (read-your-writes, see
 //! [`crate::changes`]).
 
-pub mod audit;
 pub mod cursor;
 pub mod extract;
 pub mod health;
@@ -18,7 +18,7 @@ pub mod stock;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
@@ -81,6 +81,13 @@ impl AppState {
     }
 }
 
+/// The audit routes read the event store through the same pool.
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
 /// A single-aggregate view, answered with `ETag: "<version>"` (the same value the command
 /// API returns as its `ETag`).
 #[derive(Debug)]
@@ -125,11 +132,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stock::list_stock))
         .routes(routes!(stock::get_stock))
         .routes(routes!(projections::get_projections))
-        .routes(routes!(audit::get_stream_events))
-        .routes(routes!(audit::list_events))
-        .routes(routes!(audit::get_stream_state))
-        .routes(routes!(audit::verify_stream))
-        .routes(routes!(audit::verify_store))
+        .merge(audit::http::routes())
         .routes(routes!(ops::health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))

@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+pub use ops::params::ParameterError;
+use ops::problem::is_transient_database_error;
 pub use ops::problem::{PROBLEM_JSON, Problem, RETRY_AFTER_SECONDS};
 
 /// `code` of the answer to a `min_version` read whose wait timed out.
@@ -17,22 +19,9 @@ pub const NOT_YET_CONSISTENT_TYPE: &str = "urn:keel:problem:read-model-not-caugh
 /// Why a query was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// A path segment does not parse (not a UUID, not a SKU).
-    #[error("{parameter}: {detail}")]
-    InvalidPath {
-        /// The path parameter.
-        parameter: String,
-        /// What is wrong with it.
-        detail: String,
-    },
-    /// A query parameter is malformed, out of range, repeated or unknown.
-    #[error("{parameter}: {detail}")]
-    InvalidParameter {
-        /// The query parameter.
-        parameter: String,
-        /// What is wrong with it.
-        detail: String,
-    },
+    /// A path or query parameter cannot be used (400 naming it).
+    #[error(transparent)]
+    Request(#[from] ParameterError),
     /// The read model has no such row.
     #[error("{detail}")]
     NotFound {
@@ -55,10 +44,6 @@ pub enum QueryError {
         /// How long the request waited.
         waited: Duration,
     },
-    /// The event store holds something this service cannot read (an event the domain does
-    /// not recognise, a stream with a hole): a 500 whose cause is logged, never shown.
-    #[error("unreadable event store content: {0}")]
-    Unreadable(String),
     /// The database failed.
     #[error("read-model database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -75,37 +60,7 @@ impl QueryError {
 
     /// An unusable query parameter.
     pub fn parameter(parameter: &str, detail: impl Into<String>) -> Self {
-        Self::InvalidParameter {
-            parameter: parameter.to_owned(),
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Errors that mean "try again later": the database is unreachable, overloaded, shutting
-/// down, or its read-model schema is not there yet (the projector migrates it).
-fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-            // 08: connection exception, 53: insufficient resources, 57: operator
-            // intervention (shutdown, cancel), 40: rollback (serialization, deadlock),
-            // 3F000: schema missing, 42P01: table missing, 42703: column missing (the
-            // owner — projector, or the command API for the event store — has not migrated
-            // its schema to what this build reads yet).
-            ["08", "53", "57", "40"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || code == "3F000"
-                || code == "42P01"
-                || code == "42703"
-        }),
-        _ => false,
+        Self::Request(ParameterError::parameter(parameter, detail))
     }
 }
 
@@ -113,20 +68,7 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
         match self {
-            Self::InvalidPath { parameter, .. } => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "request.invalid_path",
-                "Invalid path parameter",
-                detail,
-            )
-            .with_parameter(parameter),
-            Self::InvalidParameter { parameter, .. } => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "request.invalid_parameter",
-                "Invalid query parameter",
-                detail,
-            )
-            .with_parameter(parameter),
+            Self::Request(error) => error.problem(),
             Self::NotFound { code, .. } => {
                 Problem::new(StatusCode::NOT_FOUND, code, "Not found", detail)
             }
@@ -147,11 +89,7 @@ impl IntoResponse for QueryError {
                     .with_current_version(current);
                 problem
             }
-            Self::Unreadable(cause) => {
-                tracing::error!(cause = %cause, "event store content cannot be read");
-                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            Self::Database(error) if is_transient(&error) => {
+            Self::Database(error) if is_transient_database_error(&error) => {
                 tracing::error!(error = %error, "read-model database unavailable");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -191,12 +129,5 @@ mod tests {
             waited: Duration::from_millis(500),
         };
         assert!(error.to_string().contains("holds nothing yet"), "{error}");
-    }
-
-    #[test]
-    fn only_infrastructure_failures_are_transient() {
-        assert!(is_transient(&sqlx::Error::PoolTimedOut));
-        assert!(!is_transient(&sqlx::Error::RowNotFound));
-        assert!(!is_transient(&sqlx::Error::ColumnNotFound("x".into())));
     }
 }

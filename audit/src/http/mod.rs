@@ -1,22 +1,55 @@
-//! `/audit/…`: the audit trail over the event store itself (see [`crate::audit`]).
+//! The audit trail over HTTP, under `/audit/…`: histories, the global log, time travel and
+//! hash-chain verification, with their OpenAPI operations. The query API mounts
+//! [`routes`] (behind its `auditor` role); any router whose state yields a [`PgPool`] on
+//! the event store's database can.
+//!
+//! | method | path | notes |
+//! |---|---|---|
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/events` | `?limit=&cursor=`; full history with metadata and hash |
+//! | GET | `/audit/events` | `?correlation_id=&event_type=&aggregate_type=&actor=&from=&to=&limit=&cursor=`; commit order |
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/state` | `?version=` or `?at=`; folded with the domain's `apply` |
+//! | GET | `/audit/streams/{aggregate_type}/{aggregate_id}/verify` | hash chain of one stream |
+//! | GET | `/audit/verify` | `?limit=&cursor=`; hash chains of every stream, bounded per call |
+
+pub mod cursor;
+pub mod extract;
+pub mod problem;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use chrono::{DateTime, Utc};
+use ops::params::{NoParams, ParameterError};
+use ops::problem::{PROBLEM_JSON, Problem};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::PgPool;
 use tracing::instrument;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
-use super::cursor;
-use super::extract::{
-    AsOf, AuditLogParams, NoParams, StateParams, StreamEventsParams, StreamPath, VerifyParams,
+use self::extract::{
+    AsOf, AuditLogParams, StateParams, StreamEventsParams, StreamPath, VerifyParams,
 };
-use super::problem::{PROBLEM_JSON, Problem, QueryError};
-use crate::audit::state::FoldableAggregate;
-use crate::audit::store::{self, AuditEvent, StreamRef};
-use crate::audit::verify::{self, Mismatch, Verification};
+pub use self::problem::AuditError;
+use crate::state::FoldableAggregate;
+use crate::store::{self, AuditEvent, StreamRef};
+use crate::verify::{self, Mismatch, Verification};
+
+/// The audit routes with their OpenAPI operations (tag `audit`), for a router whose state
+/// yields the event store's pool.
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(get_stream_events))
+        .routes(routes!(list_events))
+        .routes(routes!(get_stream_state))
+        .routes(routes!(verify_stream))
+        .routes(routes!(verify_store))
+}
 
 /// A page of one stream's events, in sequence order.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -89,8 +122,8 @@ pub struct StoreVerification {
     pub next_cursor: Option<String>,
 }
 
-fn stream_not_found(stream: StreamRef<'_>) -> QueryError {
-    QueryError::not_found(
+fn stream_not_found(stream: StreamRef<'_>) -> AuditError {
+    AuditError::not_found(
         "audit.stream_not_found",
         format!(
             "the event store has no events of {} {}",
@@ -116,20 +149,20 @@ fn stream_not_found(stream: StreamRef<'_>) -> QueryError {
 )]
 #[instrument(skip_all, fields(aggregate_type = %path.aggregate_type, aggregate_id = %path.aggregate_id))]
 pub async fn get_stream_events(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     path: StreamPath,
     params: StreamEventsParams,
-) -> Result<Json<StreamHistoryPage>, QueryError> {
+) -> Result<Json<StreamHistoryPage>, AuditError> {
     let stream = path.stream();
     let mut items = store::stream_events(
-        &state.pool,
+        &pool,
         stream,
         params.cursor.unwrap_or(0),
         params.limit.fetch(),
     )
     .await?;
     // Read after the events: a stream only grows, so the version covers every item.
-    let version = store::stream_version(&state.pool, stream)
+    let version = store::stream_version(&pool, stream)
         .await?
         .ok_or_else(|| stream_not_found(stream))?;
     let page_size = params.limit.get() as usize;
@@ -161,16 +194,11 @@ pub async fn get_stream_events(
 )]
 #[instrument(skip_all)]
 pub async fn list_events(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     params: AuditLogParams,
-) -> Result<Json<AuditLogPage>, QueryError> {
-    let mut items = store::log_events(
-        &state.pool,
-        &params.filter(),
-        params.cursor,
-        params.limit.fetch(),
-    )
-    .await?;
+) -> Result<Json<AuditLogPage>, AuditError> {
+    let mut items =
+        store::log_events(&pool, &params.filter(), params.cursor, params.limit.fetch()).await?;
     let page_size = params.limit.get() as usize;
     let next_cursor = if items.len() > page_size {
         items.truncate(page_size);
@@ -203,30 +231,30 @@ pub async fn list_events(
 )]
 #[instrument(skip_all, fields(aggregate_type = %path.aggregate_type, aggregate_id = %path.aggregate_id))]
 pub async fn get_stream_state(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     path: StreamPath,
     params: StateParams,
-) -> Result<Json<AggregateStateView>, QueryError> {
+) -> Result<Json<AggregateStateView>, AuditError> {
     let stream = path.stream();
     let aggregate = FoldableAggregate::from_type(stream.aggregate_type).ok_or_else(|| {
-        QueryError::InvalidPath {
-            parameter: "aggregate_type".into(),
-            detail: format!(
+        AuditError::from(ParameterError::path(
+            "aggregate_type",
+            format!(
                 "the state of {:?} cannot be rebuilt; expected one of {}",
                 stream.aggregate_type,
                 FoldableAggregate::TYPES.join(", ")
             ),
-        }
+        ))
     })?;
     let as_of = params.as_of().ok_or_else(|| {
-        QueryError::parameter("version", "give either `version` or `at`, exactly one")
+        AuditError::parameter("version", "give either `version` or `at`, exactly one")
     })?;
-    let current_version = store::stream_version(&state.pool, stream)
+    let current_version = store::stream_version(&pool, stream)
         .await?
         .ok_or_else(|| stream_not_found(stream))?;
     let version = match as_of {
         AsOf::Version(version) if version > current_version => {
-            return Err(QueryError::not_found(
+            return Err(AuditError::not_found(
                 "audit.version_not_found",
                 format!(
                     "{} {} is at version {current_version}; version {version} does not exist (yet)",
@@ -235,21 +263,19 @@ pub async fn get_stream_state(
             ));
         }
         AsOf::Version(version) => version,
-        AsOf::Instant(at) => store::version_at(&state.pool, stream, at)
-            .await?
-            .ok_or_else(|| {
-                QueryError::not_found(
-                    "audit.no_state_at",
-                    format!(
-                        "{} {} had no events yet at {}",
-                        stream.aggregate_type,
-                        stream.aggregate_id,
-                        at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                    ),
-                )
-            })?,
+        AsOf::Instant(at) => store::version_at(&pool, stream, at).await?.ok_or_else(|| {
+            AuditError::not_found(
+                "audit.no_state_at",
+                format!(
+                    "{} {} had no events yet at {}",
+                    stream.aggregate_type,
+                    stream.aggregate_id,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+            )
+        })?,
     };
-    let events = store::events_up_to(&state.pool, stream, version).await?;
+    let events = store::events_up_to(&pool, stream, version).await?;
     let contiguous = events
         .iter()
         .zip(1..)
@@ -258,14 +284,14 @@ pub async fn get_stream_state(
         .last()
         .filter(|last| contiguous && last.sequence == version);
     let Some(last) = last else {
-        return Err(QueryError::Unreadable(format!(
+        return Err(AuditError::Unreadable(format!(
             "{} {} lacks events before version {version}",
             stream.aggregate_type, stream.aggregate_id
         )));
     };
     let recorded_at = last.recorded_at;
     let folded = aggregate.fold(&events).map_err(|error| {
-        QueryError::Unreadable(format!(
+        AuditError::Unreadable(format!(
             "{} {}: {error}",
             stream.aggregate_type, stream.aggregate_id
         ))
@@ -296,16 +322,16 @@ pub async fn get_stream_state(
 )]
 #[instrument(skip_all, fields(aggregate_type = %path.aggregate_type, aggregate_id = %path.aggregate_id))]
 pub async fn verify_stream(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     path: StreamPath,
     _: NoParams,
-) -> Result<Json<StreamVerification>, QueryError> {
+) -> Result<Json<StreamVerification>, AuditError> {
     let stream = path.stream();
     let Verification {
         verified,
         first_mismatch,
         ..
-    } = verify::verify_stream(&state.pool, stream)
+    } = verify::verify_stream(&pool, stream)
         .await?
         .ok_or_else(|| stream_not_found(stream))?;
     if let Some(mismatch) = &first_mismatch {
@@ -331,10 +357,10 @@ pub async fn verify_stream(
 )]
 #[instrument(skip_all, fields(limit = params.limit.get()))]
 pub async fn verify_store(
-    State(state): State<AppState>,
+    State(pool): State<PgPool>,
     params: VerifyParams,
-) -> Result<Json<StoreVerification>, QueryError> {
-    let run = verify::verify_range(&state.pool, params.cursor.as_ref(), params.limit.get()).await?;
+) -> Result<Json<StoreVerification>, AuditError> {
+    let run = verify::verify_range(&pool, params.cursor.as_ref(), params.limit.get()).await?;
     let Verification {
         verified,
         first_mismatch,
