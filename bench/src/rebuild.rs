@@ -102,7 +102,7 @@ async fn run_on(
     let pool = database
         .pool(u32::try_from(args.workers.clamp(1, 64)).unwrap_or(2) + 4)
         .await?;
-    projections::db::migrate(&pool)
+    read_model::migrate(&pool)
         .await
         .context("read-model migrations")?;
     let started_at = Utc::now();

@@ -1,16 +1,16 @@
-//! The read-model database: pool and migrations.
+//! The read-model database: pool, schema entry and projection locks. The schema and its
+//! migrations belong to the `read-model` crate; they are re-exported here for the
+//! projector's start-up and `keel-replay`.
 
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::DatabaseUrl;
 use crate::projection::Projection;
 
-/// The PostgreSQL schema holding every read model (never the event store's tables).
-pub const READ_MODEL_SCHEMA: &str = "read_model";
+pub use read_model::{MIGRATOR, READ_MODEL_SCHEMA, migrate};
 
 /// First key of the two-key advisory lock space of projection locks ("krpj"; the outbox
 /// relay's shard leases use "keel").
@@ -69,9 +69,6 @@ pub async fn lock_projection_exclusive(
     Ok(())
 }
 
-/// The read-model migrations (`projections/migrations`), embedded at compile time.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
 /// A pool on the read-model database.
 ///
 /// # Errors
@@ -83,28 +80,4 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<PgPool, 
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-}
-
-/// Applies the read-model migrations.
-///
-/// They run on their own connection whose `search_path` is the read-model schema, so their
-/// bookkeeping table is `read_model._sqlx_migrations`: the event store's migrations may use
-/// `public._sqlx_migrations` in the same database, with overlapping version numbers,
-/// without either migrator seeing the other's history.
-///
-/// # Errors
-/// The database is unreachable, or a migration fails (nothing of it is kept).
-pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    let options = pool
-        .connect_options()
-        .as_ref()
-        .clone()
-        .options([("search_path", READ_MODEL_SCHEMA)]);
-    let mut connection = options.connect().await?;
-    connection
-        .execute(format!("CREATE SCHEMA IF NOT EXISTS {READ_MODEL_SCHEMA}").as_str())
-        .await?;
-    let outcome = MIGRATOR.run(&mut connection).await;
-    connection.close().await?;
-    outcome
 }

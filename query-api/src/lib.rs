@@ -1,5 +1,5 @@
 //! Read side of keel: GET-only HTTP over the read models that the projectors maintain in
-//! PostgreSQL schema `read_model` (migrated by the `projections` crate, never by this one).
+//! PostgreSQL schema `read_model` (migrated by the projector, never by this service).
 //!
 //! | method | path | read model | notes |
 //! |---|---|---|---|
@@ -19,7 +19,8 @@
 //! `Retry-After` a database outage (details only in the log) or a `min_version` the read
 //! model did not reach in time (`not_yet_consistent`).
 //!
-//! - [`read_model`]: the SQL and the views it returns (which are the response bodies).
+//! - `read_model` (its own crate, shared with the projector that writes the tables): the
+//!   SQL and the views it returns (which are the response bodies).
 //! - `audit` (its own crate): the audit trail — reads of the event store itself (the only
 //!   reads of the write model), hash-chain verification, time travel, its routes and the
 //!   `keel-audit` CLI. This crate mounts the routes behind its `auditor` role.
@@ -34,5 +35,4 @@
 pub mod changes;
 pub mod config;
 pub mod http;
-pub mod read_model;
 pub mod startup;

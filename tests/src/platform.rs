@@ -135,7 +135,7 @@ impl Platform {
             _ => None,
         })
         .expect("projector settings");
-        projections::db::migrate(&db)
+        read_model::migrate(&db)
             .await
             .expect("read-model migrations");
         for projection in Projection::ALL {

@@ -20,10 +20,11 @@ const SERVICES: [&str; 5] = [
     "query-api",
 ];
 /// Libraries the processes are built from.
-const LIBRARIES: [&str; 6] = [
+const LIBRARIES: [&str; 7] = [
     "aggregates",
     "schemas",
     "event-store",
+    "read-model",
     "audit",
     "ops",
     "test-support",
@@ -171,6 +172,23 @@ fn the_read_side_reaches_the_domain_only_through_the_audit_trail() {
 }
 
 #[test]
+fn the_read_models_writer_and_reader_share_one_schema_crate() {
+    let workspace = Workspace::load();
+    for krate in ["projections", "query-api"] {
+        assert!(
+            workspace.depends(krate, "normal").contains("read-model"),
+            "{krate} must reach the read-model schema through the read-model crate"
+        );
+    }
+    assert!(
+        !workspace
+            .depends("query-api", "normal")
+            .contains("projections"),
+        "query-api must not depend on the projector"
+    );
+}
+
+#[test]
 fn only_the_event_store_crate_owns_its_tables_and_the_http_write_side_links_no_kafka_client() {
     let workspace = Workspace::load();
     let external = &workspace.external["command-api"];
@@ -194,6 +212,6 @@ fn only_the_event_store_crate_owns_its_tables_and_the_http_write_side_links_no_k
         .collect();
     assert_eq!(
         with_migrations,
-        BTreeSet::from(["event-store", "projections", "saga"])
+        BTreeSet::from(["event-store", "read-model", "saga"])
     );
 }

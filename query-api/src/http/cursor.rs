@@ -8,7 +8,7 @@ pub use ops::params::{DEFAULT_LIMIT, MAX_LIMIT, PageLimit};
 use uuid::Uuid;
 
 use super::problem::QueryError;
-use crate::read_model::orders::CustomerOrderPosition;
+use read_model::orders::CustomerOrderPosition;
 
 const CUSTOMER_ORDER_KIND: &str = "o1";
 const SKU_KIND: &str = "s1";

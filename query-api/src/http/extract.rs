@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::cursor::{self, PageLimit};
 use super::problem::QueryError;
-use crate::read_model::orders::{CustomerOrderPosition, OrderStatus};
+use read_model::orders::{CustomerOrderPosition, OrderStatus};
 
 /// Longest SKU (the inventory aggregate's rule).
 const MAX_SKU_LEN: usize = 64;

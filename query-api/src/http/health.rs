@@ -7,7 +7,7 @@ pub use ops::health::HealthStatus;
 
 use super::AppState;
 use super::problem::{PROBLEM_JSON, Problem};
-use crate::read_model::projections;
+use read_model::projections;
 
 /// The service can answer queries: PostgreSQL answers and the read-model schema exists
 /// (the projector creates it; this service never migrates).

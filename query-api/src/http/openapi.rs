@@ -11,7 +11,7 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 
 use super::problem::{PROBLEM_JSON, Problem};
-use crate::read_model::orders::OrderStatus;
+use read_model::orders::OrderStatus;
 
 /// Root of the document; paths are added by the router.
 #[derive(Debug, OpenApi)]

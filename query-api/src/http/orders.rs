@@ -11,7 +11,7 @@ use super::extract::{ConsistencyParams, CustomerOrdersParams, UuidPath};
 use super::problem::{PROBLEM_JSON, Problem, QueryError};
 use super::{AppState, Versioned};
 use crate::changes::WaitTarget;
-use crate::read_model::orders::{self, CustomerOrder, CustomerOrderPosition, OrderView};
+use read_model::orders::{self, CustomerOrder, CustomerOrderPosition, OrderView};
 
 /// A page of a customer's orders, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -11,8 +11,8 @@ use super::extract::{ConsistencyParams, NoParams, UuidPath};
 use super::problem::{PROBLEM_JSON, Problem, QueryError};
 use super::{AppState, Versioned};
 use crate::changes::WaitTarget;
-use crate::read_model::orders;
-use crate::read_model::payments::{self, PaymentView};
+use read_model::orders;
+use read_model::payments::{self, PaymentView};
 
 /// An order's payments.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::AppState;
 use super::extract::NoParams;
 use super::problem::QueryError;
-use crate::read_model::projections::{self, ProjectionsOverview};
+use read_model::projections::{self, ProjectionsOverview};
 
 /// Per projection: source aggregates tracked and parked, when a checkpoint last moved, and
 /// dead letters by reason.

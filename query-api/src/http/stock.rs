@@ -11,7 +11,7 @@ use super::extract::{ConsistencyParams, SkuPath, StockParams};
 use super::problem::{PROBLEM_JSON, Problem, QueryError};
 use super::{AppState, Versioned};
 use crate::changes::WaitTarget;
-use crate::read_model::stock::{self, StockLevel};
+use read_model::stock::{self, StockLevel};
 
 /// A page of stock levels, by SKU.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -85,7 +85,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .expect("scratch database");
     let db = database.pool(3).await.expect("connect test pool");
     if options.migrate {
-        projections::db::migrate(&db)
+        read_model::migrate(&db)
             .await
             .expect("read-model migrations apply");
     }

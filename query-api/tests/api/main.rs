@@ -1,6 +1,6 @@
 //! Integration tests of the query API: the real application on port 0, each test with its
 //! own PostgreSQL database (created from `DATABASE_URL` / `KEEL_DATABASE_URL`, default the
-//! local stack) migrated by the projector's own `projections::db::migrate`, read-model rows
+//! local stack) migrated by the projector's own `read_model::migrate`, read-model rows
 //! inserted with SQL, driven over HTTP.
 
 // Tests, benchmarks and tools draw fresh ids and read the clock directly; `clippy.toml`

@@ -143,7 +143,7 @@ async fn not_ready_while_the_read_model_schema_is_missing() {
     assert_eq!(query.header("retry-after"), Some("1"));
 
     // Once the projector has migrated, the same running service becomes ready.
-    projections::db::migrate(&app.db)
+    read_model::migrate(&app.db)
         .await
         .expect("migrations apply");
     assert_eq!(
@@ -304,15 +304,15 @@ fn the_channel_is_the_projectors() {
         projections::checkpoint::CHANGES_CHANNEL
     );
     assert_eq!(
-        query_api::read_model::orders::PROJECTION,
+        read_model::orders::PROJECTION,
         projections::Projection::Orders.name()
     );
     assert_eq!(
-        query_api::read_model::stock::PROJECTION,
+        read_model::stock::PROJECTION,
         projections::Projection::Stock.name()
     );
     assert_eq!(
-        query_api::read_model::payments::PROJECTION,
+        read_model::payments::PROJECTION,
         projections::Projection::Payments.name()
     );
 }
