@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 
 /// Number of outbox shards: the modulus of the append trigger's
 /// `(hashtextextended(aggregate_type || '/' || aggregate_id, 0) % 64 + 64) % 64` in
-/// `migrations/0010_outbox.sql`; `tests/outbox.rs` checks that the two agree.
+/// `migrations/0010_outbox.sql`; `tests/store/outbox.rs` checks that the two agree.
 pub const OUTBOX_SHARDS: i16 = 64;
 
 /// One queued event with everything needed to publish it.
