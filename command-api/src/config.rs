@@ -1,4 +1,6 @@
-//! Typed configuration: defaults, overridden by `KEEL_*` environment variables.
+//! Typed configuration: defaults, overridden by `KEEL_*` environment variables, read with
+//! `ops::env::Env` (a blank value counts as unset). The server and database settings are
+//! `ops::settings`', shared with the query API.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -29,13 +31,12 @@
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 //! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
-use std::time::Duration;
 
-use ops::auth::AuthSettings;
-use ops::rate_limit::RateLimitSettings;
+pub use ops::ConfigError;
+pub use ops::env::DatabaseUrl;
+use ops::env::Env;
+pub use ops::settings::{DatabaseSettings, HttpSettings};
 use ops::telemetry::{LogFormat, TelemetrySettings};
 
 use crate::gateway::GatewayGuardSettings;
@@ -60,35 +61,6 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-/// HTTP server settings.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Listen address.
-    pub addr: SocketAddr,
-    /// Largest accepted request body, in bytes.
-    pub body_limit_bytes: usize,
-    /// Upper bound on handling one request.
-    pub request_timeout: Duration,
-    /// How long in-flight requests may drain after a shutdown signal.
-    pub shutdown_grace: Duration,
-    /// Bearer-token authentication (`Disabled` by default in code; the environment's
-    /// default is `jwt`, which needs a key).
-    pub auth: AuthSettings,
-    /// Per-client rate limit; `None` = off.
-    pub rate_limit: Option<RateLimitSettings>,
-}
-
-/// Database settings.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    /// Connection URL (contains the password).
-    pub url: DatabaseUrl,
-    /// Pool size.
-    pub max_connections: u32,
-    /// How long to wait for a pooled connection before failing with 503.
-    pub acquire_timeout: Duration,
-}
-
 /// Event store settings.
 #[derive(Debug, Clone)]
 pub struct EventStoreSettings {
@@ -104,49 +76,11 @@ pub enum PaymentGatewayKind {
     Simulated,
 }
 
-pub use ops::env::DatabaseUrl;
-
-/// A configuration value that cannot be used. Names the variable; never echoes a secret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The variable is set to something unusable.
-    #[error("{var}: {reason}")]
-    Invalid {
-        /// The environment variable.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-impl From<ops::ConfigError> for ConfigError {
-    fn from(error: ops::ConfigError) -> Self {
-        Self::Invalid {
-            var: error.var,
-            reason: error.reason,
-        }
-    }
-}
-
-/// The local stack's database (see the repository README).
-pub const DEFAULT_DATABASE_URL: &str = ops::env::LOCAL_DATABASE_URL;
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                body_limit_bytes: 64 * 1024,
-                request_timeout: Duration::from_secs(10),
-                shutdown_grace: Duration::from_secs(20),
-                auth: AuthSettings::Disabled,
-                rate_limit: None,
-            },
-            database: DatabaseSettings {
-                url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
-                max_connections: 10,
-                acquire_timeout: Duration::from_secs(3),
-            },
+            http: HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database: DatabaseSettings::default(),
             event_store: EventStoreSettings {
                 inventory_snapshot_every: 100,
             },
@@ -163,7 +97,7 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first variable that does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        ops::env::from_process(Self::read)
     }
 
     /// Defaults overridden by whatever `lookup` returns for each variable name.
@@ -171,41 +105,21 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first variable that does not parse.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(Env::new(&lookup))
+    }
+
+    fn read(env: Env<'_>) -> Result<Self, ConfigError> {
         let mut settings = Self::default();
-        let env = Env(&lookup);
-        if let Some(addr) = env.parsed("KEEL_HTTP_ADDR")? {
-            settings.http.addr = addr;
-        }
-        if let Some(limit) = env.positive("KEEL_HTTP_BODY_LIMIT_BYTES")? {
-            settings.http.body_limit_bytes = limit;
-        }
-        if let Some(secs) = env.positive("KEEL_HTTP_REQUEST_TIMEOUT_SECS")? {
-            settings.http.request_timeout = Duration::from_secs(secs);
-        }
-        if let Some(secs) = env.parsed("KEEL_SHUTDOWN_GRACE_SECS")? {
-            settings.http.shutdown_grace = Duration::from_secs(secs);
-        }
-        settings.http.auth = AuthSettings::from_lookup(&lookup)?;
-        settings.http.rate_limit = RateLimitSettings::from_lookup(&lookup)?;
-        if let Some(url) = lookup("KEEL_DATABASE_URL") {
-            let url = DatabaseUrl::new(url);
-            url.connect_options()?;
-            settings.database.url = url;
-        }
-        if let Some(size) = env.positive("KEEL_DB_MAX_CONNECTIONS")? {
-            settings.database.max_connections = size;
-        }
-        if let Some(secs) = env.positive("KEEL_DB_ACQUIRE_TIMEOUT_SECS")? {
-            settings.database.acquire_timeout = Duration::from_secs(secs);
-        }
+        settings.http = settings.http.read(env)?;
+        settings.database = settings.database.read(env)?;
         if let Some(every) = env.positive("KEEL_INVENTORY_SNAPSHOT_EVERY")? {
             settings.event_store.inventory_snapshot_every = every;
         }
-        if let Some(gateway) = lookup("KEEL_PAYMENT_GATEWAY") {
+        if let Some(gateway) = env.text("KEEL_PAYMENT_GATEWAY") {
             settings.payment_gateway = match gateway.as_str() {
                 "simulated" => PaymentGatewayKind::Simulated,
                 other => {
-                    return Err(ConfigError::Invalid {
+                    return Err(ConfigError {
                         var: "KEEL_PAYMENT_GATEWAY",
                         reason: format!("unknown gateway {other:?}; supported: simulated"),
                     });
@@ -213,70 +127,39 @@ impl Settings {
             };
         }
         let guard = &mut settings.gateway_guard;
-        if let Some(ms) = env.positive("KEEL_GATEWAY_CALL_TIMEOUT_MS")? {
-            guard.call_timeout = Duration::from_millis(ms);
+        if let Some(timeout) = env.positive_millis("KEEL_GATEWAY_CALL_TIMEOUT_MS")? {
+            guard.call_timeout = timeout;
         }
         if let Some(retries) = env.parsed("KEEL_GATEWAY_MAX_RETRIES")? {
             guard.max_retries = retries;
         }
-        if let Some(ms) = env.parsed("KEEL_GATEWAY_BACKOFF_BASE_MS")? {
-            guard.backoff_base = Duration::from_millis(ms);
+        if let Some(base) = env.millis("KEEL_GATEWAY_BACKOFF_BASE_MS")? {
+            guard.backoff_base = base;
         }
-        if let Some(ms) = env.parsed("KEEL_GATEWAY_BACKOFF_MAX_MS")? {
-            guard.backoff_max = Duration::from_millis(ms);
+        if let Some(max) = env.millis("KEEL_GATEWAY_BACKOFF_MAX_MS")? {
+            guard.backoff_max = max;
         }
         if let Some(threshold) = env.positive("KEEL_GATEWAY_BREAKER_THRESHOLD")? {
             guard.failure_threshold = threshold;
         }
-        if let Some(ms) = env.positive("KEEL_GATEWAY_BREAKER_OPEN_MS")? {
-            guard.open_for = Duration::from_millis(ms);
+        if let Some(open_for) = env.positive_millis("KEEL_GATEWAY_BREAKER_OPEN_MS")? {
+            guard.open_for = open_for;
         }
         if let Some(calls) = env.positive("KEEL_GATEWAY_MAX_CONCURRENCY")? {
             guard.max_concurrent_calls = calls;
         }
-        settings.telemetry = TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, &lookup)?;
+        settings.telemetry =
+            TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, env.lookup())?;
         Ok(settings)
-    }
-}
-
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn parsed<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        (self.0)(var)
-            .map(|value| {
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|e: T::Err| ConfigError::Invalid {
-                        var,
-                        reason: format!("cannot parse {value:?}: {e}"),
-                    })
-            })
-            .transpose()
-    }
-
-    fn positive<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
-    where
-        T: FromStr + PartialEq + Default,
-        T::Err: fmt::Display,
-    {
-        match self.parsed::<T>(var)? {
-            Some(value) if value == T::default() => Err(ConfigError::Invalid {
-                var,
-                reason: "must be greater than zero".into(),
-            }),
-            other => Ok(other),
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
+
+    use ops::auth::AuthSettings;
 
     use super::*;
 
@@ -296,7 +179,7 @@ mod tests {
     fn defaults_apply_without_environment() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.http.addr, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.database.url.expose(), ops::env::LOCAL_DATABASE_URL);
         assert_eq!(s.database.max_connections, 10);
         assert_eq!(s.event_store.inventory_snapshot_every, 100);
         assert_eq!(s.payment_gateway, PaymentGatewayKind::Simulated);

@@ -11,7 +11,6 @@ use aggregates::payment::{PaymentGateway, PaymentServices, SimulatedPaymentGatew
 use axum::Router;
 use sqlx::PgPool;
 use sqlx::migrate::MigrateError;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
@@ -78,12 +77,9 @@ impl Dependencies {
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The settings are unusable.
+    /// The settings are unusable (the authentication key included).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The authentication settings are unusable.
-    #[error(transparent)]
-    Auth(#[from] ops::ConfigError),
     /// PostgreSQL could not be reached.
     #[error("cannot connect to PostgreSQL: {0}")]
     Database(#[source] sqlx::Error),
@@ -208,11 +204,10 @@ impl Application {
 }
 
 async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
-    let options = settings.database.url.connect_options()?;
-    PgPoolOptions::new()
-        .max_connections(settings.database.max_connections)
-        .acquire_timeout(settings.database.acquire_timeout)
-        .connect_with(options)
+    settings
+        .database
+        .pool_options()
+        .connect_with(settings.database.url.connect_options()?)
         .await
         .map_err(StartupError::Database)
 }

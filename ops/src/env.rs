@@ -1,7 +1,9 @@
-//! Reading settings from the environment, and secrets from the environment or from files.
+//! Reading settings from the environment ([`Env`], the one reader of every process), and
+//! secrets from the environment or from files.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
@@ -21,57 +23,165 @@ pub struct ConfigError {
 /// A variable lookup: the process environment in binaries, a map in tests.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// `var` parsed as `T`, if set.
-///
-/// # Errors
-/// [`ConfigError`] if it is set and does not parse.
-pub fn parsed<T: FromStr>(lookup: Lookup<'_>, var: &'static str) -> Result<Option<T>, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    lookup(var)
-        .map(|value| {
-            value.trim().parse().map_err(|e: T::Err| ConfigError {
-                var,
-                reason: format!("cannot parse {value:?}: {e}"),
-            })
-        })
-        .transpose()
+/// The one way every process reads its settings: typed getters over a variable lookup
+/// (the process environment in binaries, a map in tests). Each getter returns `None` when
+/// the variable is unset or blank, so the caller keeps its default, and an error naming
+/// the variable when it is set to something unusable. Values are trimmed.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    lookup: Lookup<'a>,
 }
 
-/// A secret given either inline in `var` or as the path of a file in `file_var` (the usual
-/// way to mount Kubernetes and Docker secrets). Setting both is ambiguous and refused.
-/// The value is never part of an error message.
-///
-/// # Errors
-/// [`ConfigError`] if both are set, the file cannot be read, or the secret is empty.
-pub fn secret(
-    lookup: Lookup<'_>,
-    var: &'static str,
-    file_var: &'static str,
-) -> Result<Option<String>, ConfigError> {
-    let value = match (lookup(var), lookup(file_var)) {
-        (None, None) => return Ok(None),
-        (Some(_), Some(_)) => {
+impl<'a> Env<'a> {
+    /// Settings read through `lookup`.
+    pub fn new(lookup: Lookup<'a>) -> Self {
+        Self { lookup }
+    }
+
+    /// The raw lookup, for settings readers that take one.
+    pub fn lookup(&self) -> Lookup<'a> {
+        self.lookup
+    }
+
+    /// `var`, trimmed, if set and not blank.
+    pub fn text(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    /// `var` parsed as `T`, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and does not parse.
+    pub fn parsed<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.text(var)
+            .map(|value| {
+                value.parse().map_err(|e: T::Err| ConfigError {
+                    var,
+                    reason: format!("cannot parse {value:?}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// `var` parsed as a number greater than zero, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and does not parse, or is zero.
+    pub fn positive<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialEq + Default,
+        T::Err: fmt::Display,
+    {
+        match self.parsed::<T>(var)? {
+            Some(value) if value == T::default() => Err(ConfigError {
+                var,
+                reason: "must be greater than zero".into(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// `var` as a whole number of milliseconds, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and is not a whole number.
+    pub fn millis(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.parsed(var)?.map(Duration::from_millis))
+    }
+
+    /// `var` as a number of milliseconds greater than zero, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and is not a whole number, or is zero.
+    pub fn positive_millis(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.positive(var)?.map(Duration::from_millis))
+    }
+
+    /// `var` as a whole number of seconds, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and is not a whole number.
+    pub fn secs(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.parsed(var)?.map(Duration::from_secs))
+    }
+
+    /// `var` as a number of seconds greater than zero, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if it is set and is not a whole number, or is zero.
+    pub fn positive_secs(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.positive(var)?.map(Duration::from_secs))
+    }
+
+    /// `var` as a PostgreSQL URL, if set. The error never repeats the URL (it may hold a
+    /// password).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `var` if it is not a `postgres://` URL.
+    pub fn database_url(&self, var: &'static str) -> Result<Option<DatabaseUrl>, ConfigError> {
+        self.text(var)
+            .map(|url| {
+                let url = DatabaseUrl::new(url);
+                url.connect_options()
+                    .map(|_| url)
+                    .map_err(|error| ConfigError { var, ..error })
+            })
+            .transpose()
+    }
+
+    /// A secret given either inline in `var` or as the path of a file in `file_var` (the
+    /// usual way to mount Kubernetes and Docker secrets). Setting both is ambiguous and
+    /// refused, and so is an empty secret: unlike other settings, a blank secret is an
+    /// error, not "unset". The value is never part of an error message.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if both are set, the file cannot be read, or the secret is empty.
+    pub fn secret(
+        &self,
+        var: &'static str,
+        file_var: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        let value = match ((self.lookup)(var), (self.lookup)(file_var)) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    var,
+                    reason: format!("set either {var} or {file_var}, not both"),
+                });
+            }
+            (Some(value), None) => value,
+            (None, Some(path)) => {
+                std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
+                    var: file_var,
+                    reason: format!("cannot read {path:?}: {e}"),
+                })?
+            }
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
             return Err(ConfigError {
                 var,
-                reason: format!("set either {var} or {file_var}, not both"),
+                reason: "is empty".into(),
             });
         }
-        (Some(value), None) => value,
-        (None, Some(path)) => std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
-            var: file_var,
-            reason: format!("cannot read {path:?}: {e}"),
-        })?,
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err(ConfigError {
-            var,
-            reason: "is empty".into(),
-        });
+        Ok(Some(value))
     }
-    Ok(Some(value))
+}
+
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env").finish_non_exhaustive()
+    }
+}
+
+/// Runs a settings reader over the process environment.
+pub fn from_process<T>(read: impl FnOnce(Env<'_>) -> T) -> T {
+    read(Env::new(&|name| std::env::var(name).ok()))
 }
 
 /// A PostgreSQL URL whose `Debug` and `Display` hide the password, so settings can be
@@ -129,5 +239,87 @@ impl fmt::Debug for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read<T>(vars: &[(&str, &str)], f: impl FnOnce(Env<'_>) -> T) -> T {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        f(Env::new(&|name| vars.get(name).cloned()))
+    }
+
+    #[test]
+    fn unset_and_blank_keep_the_default_and_values_are_trimmed() {
+        read(&[("KEEL_BLANK", "  "), ("KEEL_N", " 42 ")], |env| {
+            assert_eq!(env.text("KEEL_UNSET"), None);
+            assert_eq!(env.text("KEEL_BLANK"), None);
+            assert_eq!(env.parsed::<u32>("KEEL_BLANK"), Ok(None));
+            assert_eq!(env.parsed::<u32>("KEEL_N"), Ok(Some(42)));
+            assert_eq!(env.millis("KEEL_N"), Ok(Some(Duration::from_millis(42))));
+            assert_eq!(env.secs("KEEL_N"), Ok(Some(Duration::from_secs(42))));
+        });
+    }
+
+    #[test]
+    fn unusable_values_name_the_variable() {
+        read(&[("KEEL_N", "many"), ("KEEL_ZERO", "0")], |env| {
+            let error = env.parsed::<u32>("KEEL_N").unwrap_err();
+            assert_eq!(error.var, "KEEL_N");
+            assert!(error.reason.contains("\"many\""), "{error}");
+            assert_eq!(env.parsed::<u32>("KEEL_ZERO"), Ok(Some(0)));
+            let error = env.positive::<u32>("KEEL_ZERO").unwrap_err();
+            assert_eq!(error.to_string(), "KEEL_ZERO: must be greater than zero");
+            assert!(env.positive_millis("KEEL_ZERO").is_err());
+            assert!(env.positive_secs("KEEL_ZERO").is_err());
+        });
+    }
+
+    #[test]
+    fn a_database_url_error_names_its_variable_and_never_the_password() {
+        read(
+            &[
+                ("KEEL_READ_MODEL_DATABASE_URL", "mysql://root:hunter2@db/x"),
+                ("KEEL_DATABASE_URL", "postgres://keel:hunter2@db:5432/keel"),
+            ],
+            |env| {
+                let error = env
+                    .database_url("KEEL_READ_MODEL_DATABASE_URL")
+                    .unwrap_err();
+                assert_eq!(error.var, "KEEL_READ_MODEL_DATABASE_URL");
+                assert!(!error.to_string().contains("hunter2"), "{error}");
+                let url = env.database_url("KEEL_DATABASE_URL").unwrap().unwrap();
+                assert_eq!(url.expose(), "postgres://keel:hunter2@db:5432/keel");
+                assert_eq!(url.to_string(), "postgres://keel:***@db:5432/keel");
+            },
+        );
+    }
+
+    #[test]
+    fn a_secret_comes_inline_or_from_a_file_never_both_never_empty() {
+        let path = std::env::temp_dir().join(format!("keel-env-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let file = path.to_str().unwrap();
+        read(&[("S_FILE", file)], |env| {
+            assert_eq!(env.secret("S", "S_FILE"), Ok(Some("from-file".into())));
+        });
+        read(&[("S", "inline")], |env| {
+            assert_eq!(env.secret("S", "S_FILE"), Ok(Some("inline".into())));
+        });
+        read(&[("S", "inline"), ("S_FILE", file)], |env| {
+            let error = env.secret("S", "S_FILE").unwrap_err();
+            assert!(error.reason.contains("not both"), "{error}");
+        });
+        read(&[("S", " ")], |env| {
+            assert_eq!(env.secret("S", "S_FILE").unwrap_err().reason, "is empty");
+        });
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -14,6 +14,8 @@
 //! - [`problem`]: the one problem document of every error answer, and the safety net that
 //!   gives every error response one.
 //! - [`params`]: strict path and query parameters of GET routes, page limits, cursors.
+//! - [`env`]: the one settings reader of every process ([`env::Env`]); [`settings`]: the
+//!   HTTP server and database pool settings both APIs share.
 //! - [`telemetry`]: logs (JSON or pretty), OTLP trace export, W3C trace context.
 //!
 //! Libraries record metrics through the `metrics` facade; only binaries (and tests that
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod params;
 pub mod problem;
 pub mod rate_limit;
+pub mod settings;
 pub mod telemetry;
 
 pub use self::env::ConfigError;

@@ -32,11 +32,12 @@ impl RateLimitSettings {
     /// # Errors
     /// [`ConfigError`] naming the variable.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Option<Self>, ConfigError> {
-        let per_second: u32 = env::parsed(lookup, "KEEL_RATE_LIMIT_PER_SECOND")?.unwrap_or(200);
+        let env = env::Env::new(lookup);
+        let per_second: u32 = env.parsed("KEEL_RATE_LIMIT_PER_SECOND")?.unwrap_or(200);
         let Some(per_second) = NonZeroU32::new(per_second) else {
             return Ok(None);
         };
-        let burst = match env::parsed::<u32>(lookup, "KEEL_RATE_LIMIT_BURST")? {
+        let burst = match env.parsed::<u32>("KEEL_RATE_LIMIT_BURST")? {
             None => per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
             Some(burst) => NonZeroU32::new(burst).ok_or_else(|| ConfigError {
                 var: "KEEL_RATE_LIMIT_BURST",

@@ -1,8 +1,11 @@
-//! Typed configuration: defaults, overridden by `KEEL_*` environment variables.
+//! Typed configuration: defaults, overridden by `KEEL_*` environment variables, read with
+//! `ops::env::Env` (a blank value counts as unset). The server and database settings are
+//! `ops::settings`', shared with the command API.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `KEEL_HTTP_ADDR` | `127.0.0.1:8090` | listen address (port 0 picks a free port) |
+//! | `KEEL_HTTP_BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
 //! | `KEEL_HTTP_REQUEST_TIMEOUT_SECS` | `10` | a request still running after this is answered 503 |
 //! | `KEEL_SHUTDOWN_GRACE_SECS` | `20` | after SIGTERM/Ctrl-C, how long in-flight requests may drain |
 //! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the database holding schema `read_model` and, for the audit trail, the event store (secret: never logged; also read by `keel-audit`) |
@@ -21,13 +24,13 @@
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 //! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
-use ops::auth::AuthSettings;
-use ops::rate_limit::RateLimitSettings;
+pub use ops::ConfigError;
+pub use ops::env::DatabaseUrl;
+use ops::env::Env;
+pub use ops::settings::{DatabaseSettings, HttpSettings};
 use ops::telemetry::{LogFormat, TelemetrySettings};
 
 /// This service's name in logs and exported traces.
@@ -46,33 +49,6 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-/// HTTP server settings.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Listen address.
-    pub addr: SocketAddr,
-    /// Upper bound on handling one request (read-your-writes waits included).
-    pub request_timeout: Duration,
-    /// How long in-flight requests may drain after a shutdown signal.
-    pub shutdown_grace: Duration,
-    /// Bearer-token authentication (`Disabled` by default in code; the environment's
-    /// default is `jwt`, which needs a key).
-    pub auth: AuthSettings,
-    /// Per-client rate limit; `None` = off.
-    pub rate_limit: Option<RateLimitSettings>,
-}
-
-/// Database settings.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    /// Connection URL (contains the password).
-    pub url: DatabaseUrl,
-    /// Pool size.
-    pub max_connections: u32,
-    /// How long to wait for a pooled connection before failing with 503.
-    pub acquire_timeout: Duration,
-}
-
 /// How `?min_version=` reads wait for the read model.
 #[derive(Debug, Clone)]
 pub struct ReadWaitSettings {
@@ -82,53 +58,16 @@ pub struct ReadWaitSettings {
     pub recheck_interval: Duration,
 }
 
-pub use ops::env::DatabaseUrl;
-
-/// A configuration value that cannot be used. Names the variable; never echoes a secret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The variable is set to something unusable.
-    #[error("{var}: {reason}")]
-    Invalid {
-        /// The environment variable.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-/// The local stack's database (see the repository README).
-pub const DEFAULT_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8090)),
-                request_timeout: Duration::from_secs(10),
-                shutdown_grace: Duration::from_secs(20),
-                auth: AuthSettings::Disabled,
-                rate_limit: None,
-            },
-            database: DatabaseSettings {
-                url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
-                max_connections: 10,
-                acquire_timeout: Duration::from_secs(3),
-            },
+            http: HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 8090))),
+            database: DatabaseSettings::default(),
             read_wait: ReadWaitSettings {
                 timeout: Duration::from_millis(2000),
                 recheck_interval: Duration::from_millis(100),
             },
             telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
-        }
-    }
-}
-
-impl From<ops::ConfigError> for ConfigError {
-    fn from(error: ops::ConfigError) -> Self {
-        Self::Invalid {
-            var: error.var,
-            reason: error.reason,
         }
     }
 }
@@ -139,7 +78,7 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first variable that does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        ops::env::from_process(Self::read)
     }
 
     /// Defaults overridden by whatever `lookup` returns for each variable name.
@@ -148,37 +87,21 @@ impl Settings {
     /// [`ConfigError`] naming the first variable that does not parse, or
     /// `KEEL_READ_WAIT_TIMEOUT_MS` when a wait could outlast the request timeout.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(Env::new(&lookup))
+    }
+
+    fn read(env: Env<'_>) -> Result<Self, ConfigError> {
         let mut settings = Self::default();
-        let env = Env(&lookup);
-        if let Some(addr) = env.parsed("KEEL_HTTP_ADDR")? {
-            settings.http.addr = addr;
+        settings.http = settings.http.read(env)?;
+        settings.database = settings.database.read(env)?;
+        if let Some(timeout) = env.positive_millis("KEEL_READ_WAIT_TIMEOUT_MS")? {
+            settings.read_wait.timeout = timeout;
         }
-        if let Some(secs) = env.positive("KEEL_HTTP_REQUEST_TIMEOUT_SECS")? {
-            settings.http.request_timeout = Duration::from_secs(secs);
+        if let Some(every) = env.positive_millis("KEEL_READ_WAIT_RECHECK_MS")? {
+            settings.read_wait.recheck_interval = every;
         }
-        if let Some(secs) = env.parsed("KEEL_SHUTDOWN_GRACE_SECS")? {
-            settings.http.shutdown_grace = Duration::from_secs(secs);
-        }
-        settings.http.auth = AuthSettings::from_lookup(&lookup)?;
-        settings.http.rate_limit = RateLimitSettings::from_lookup(&lookup)?;
-        if let Some(url) = lookup("KEEL_DATABASE_URL") {
-            let url = DatabaseUrl::new(url);
-            url.connect_options()?;
-            settings.database.url = url;
-        }
-        if let Some(size) = env.positive("KEEL_DB_MAX_CONNECTIONS")? {
-            settings.database.max_connections = size;
-        }
-        if let Some(secs) = env.positive("KEEL_DB_ACQUIRE_TIMEOUT_SECS")? {
-            settings.database.acquire_timeout = Duration::from_secs(secs);
-        }
-        if let Some(millis) = env.positive("KEEL_READ_WAIT_TIMEOUT_MS")? {
-            settings.read_wait.timeout = Duration::from_millis(millis);
-        }
-        if let Some(millis) = env.positive("KEEL_READ_WAIT_RECHECK_MS")? {
-            settings.read_wait.recheck_interval = Duration::from_millis(millis);
-        }
-        settings.telemetry = TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, &lookup)?;
+        settings.telemetry =
+            TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, env.lookup())?;
         settings.validate()?;
         Ok(settings)
     }
@@ -187,7 +110,7 @@ impl Settings {
     /// the precise `read_model.not_caught_up`, so the wait must end first.
     fn validate(&self) -> Result<(), ConfigError> {
         if self.read_wait.timeout >= self.http.request_timeout {
-            return Err(ConfigError::Invalid {
+            return Err(ConfigError {
                 var: "KEEL_READ_WAIT_TIMEOUT_MS",
                 reason: format!(
                     "must be shorter than the request timeout ({:?})",
@@ -196,41 +119,6 @@ impl Settings {
             });
         }
         Ok(())
-    }
-}
-
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn parsed<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        (self.0)(var)
-            .map(|value| {
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|e: T::Err| ConfigError::Invalid {
-                        var,
-                        reason: format!("cannot parse {value:?}: {e}"),
-                    })
-            })
-            .transpose()
-    }
-
-    fn positive<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
-    where
-        T: FromStr + PartialEq + Default,
-        T::Err: fmt::Display,
-    {
-        match self.parsed::<T>(var)? {
-            Some(value) if value == T::default() => Err(ConfigError::Invalid {
-                var,
-                reason: "must be greater than zero".into(),
-            }),
-            other => Ok(other),
-        }
     }
 }
 
@@ -256,7 +144,7 @@ mod tests {
     fn defaults_apply_without_environment() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.http.addr, "127.0.0.1:8090".parse().unwrap());
-        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.database.url.expose(), ops::env::LOCAL_DATABASE_URL);
         assert_eq!(s.database.max_connections, 10);
         assert_eq!(s.read_wait.timeout, Duration::from_millis(2000));
         assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(100));

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::Router;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,12 +26,9 @@ const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The settings are unusable.
+    /// The settings are unusable (the authentication key included).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The authentication settings are unusable.
-    #[error(transparent)]
-    Auth(#[from] ops::ConfigError),
     /// The listen address is unavailable.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -62,11 +58,10 @@ impl Application {
     /// # Errors
     /// [`StartupError`].
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let options = settings.database.url.connect_options()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database.max_connections)
-            .acquire_timeout(settings.database.acquire_timeout)
-            .connect_lazy_with(options);
+        let pool = settings
+            .database
+            .pool_options()
+            .connect_lazy_with(settings.database.url.connect_options()?);
         if let Err(error) = pool.acquire().await {
             tracing::warn!(error = %error, "PostgreSQL is not reachable yet; serving 503 until it is");
         }

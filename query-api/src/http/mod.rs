@@ -18,7 +18,7 @@ pub mod stock;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
@@ -162,6 +162,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
         .method_not_allowed_fallback(|| async {
             Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
         })
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .with_state(state)
         .layer(Extension(Arc::new(openapi)))
         // Outermost last: request id → trace → metrics → gate → problem bodies → timeout →
