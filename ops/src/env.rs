@@ -74,11 +74,11 @@ impl<'a> Env<'a> {
     /// [`ConfigError`] if it is set and does not parse, or is zero.
     pub fn positive<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
     where
-        T: FromStr + PartialEq + Default,
+        T: FromStr + PartialOrd + Default,
         T::Err: fmt::Display,
     {
         match self.parsed::<T>(var)? {
-            Some(value) if value == T::default() => Err(ConfigError {
+            Some(value) if value <= T::default() => Err(ConfigError {
                 var,
                 reason: "must be greater than zero".into(),
             }),
@@ -270,16 +270,24 @@ mod tests {
 
     #[test]
     fn unusable_values_name_the_variable() {
-        read(&[("KEEL_N", "many"), ("KEEL_ZERO", "0")], |env| {
-            let error = env.parsed::<u32>("KEEL_N").unwrap_err();
-            assert_eq!(error.var, "KEEL_N");
-            assert!(error.reason.contains("\"many\""), "{error}");
-            assert_eq!(env.parsed::<u32>("KEEL_ZERO"), Ok(Some(0)));
-            let error = env.positive::<u32>("KEEL_ZERO").unwrap_err();
-            assert_eq!(error.to_string(), "KEEL_ZERO: must be greater than zero");
-            assert!(env.positive_millis("KEEL_ZERO").is_err());
-            assert!(env.positive_secs("KEEL_ZERO").is_err());
-        });
+        read(
+            &[
+                ("KEEL_N", "many"),
+                ("KEEL_ZERO", "0"),
+                ("KEEL_NEGATIVE", "-3"),
+            ],
+            |env| {
+                let error = env.parsed::<u32>("KEEL_N").unwrap_err();
+                assert_eq!(error.var, "KEEL_N");
+                assert!(error.reason.contains("\"many\""), "{error}");
+                assert_eq!(env.parsed::<u32>("KEEL_ZERO"), Ok(Some(0)));
+                let error = env.positive::<u32>("KEEL_ZERO").unwrap_err();
+                assert_eq!(error.to_string(), "KEEL_ZERO: must be greater than zero");
+                assert!(env.positive_millis("KEEL_ZERO").is_err());
+                assert!(env.positive::<i32>("KEEL_NEGATIVE").is_err());
+                assert!(env.positive_secs("KEEL_ZERO").is_err());
+            },
+        );
     }
 
     #[test]

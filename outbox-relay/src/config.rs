@@ -1,10 +1,26 @@
-use std::env;
-use std::str::FromStr;
+//! Relay settings: defaults overridden by `KEEL_*` environment variables, read with
+//! `ops::env::Env` (a blank value counts as unset).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KEEL_DATABASE_URL` | `postgres://keel:keel@127.0.0.1:5432/keel` | the event store (secret: never logged) |
+//! | `KEEL_KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
+//! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
+//! | `KEEL_TOPIC_PREFIX` | `keel.` | topics are `<prefix>order`, `<prefix>payment`, `<prefix>inventory` |
+//! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics the relay creates when missing |
+//! | `KEEL_RELAY_BATCH_SIZE` | `1000` | outbox rows read, published and deleted per round |
+//! | `KEEL_RELAY_POLL_MS` | `20` | pause between polls when the outbox is empty |
+//! | `KEEL_RELAY_LINGER_MS` | `5` | producer `linger.ms` |
+//! | `KEEL_RELAY_BATCH_BYTES` | `1000000` | producer `batch.size` |
+//! | `KEEL_RELAY_MESSAGE_TIMEOUT_MS` | `30000` | producer `message.timeout.ms` |
+//! | `KEEL_RELAY_BACKLOG_REPORT_MS` | `10000` | how often the backlog is logged and exported |
+//! | `KEEL_METRICS_ADDR` | `127.0.0.1:9101` | `/metrics` listener (port 0 picks a free port) |
+
 use std::time::Duration;
 
+pub use ops::ConfigError;
+use ops::env::{DatabaseUrl, Env, LOCAL_DATABASE_URL};
 use sqlx::postgres::PgConnectOptions;
-
-use crate::RelayError;
 
 /// Relay settings, from defaults overridden by `KEEL_*` environment variables.
 #[derive(Clone)]
@@ -74,55 +90,125 @@ impl RelayConfig {
         }
     }
 
-    /// Defaults suit the local stack; each `KEEL_*` variable overrides one setting.
-    pub fn from_env() -> Result<Self, RelayError> {
-        let text = |name: &str, default: &str| env::var(name).unwrap_or_else(|_| default.into());
-        let database_url = text(
-            "KEEL_DATABASE_URL",
-            "postgres://keel:keel@127.0.0.1:5432/keel",
-        );
-        let database = PgConnectOptions::from_str(&database_url)
-            .map_err(|error| RelayError::Config(format!("KEEL_DATABASE_URL: {error}")))?;
+    /// Defaults overridden by the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that cannot be used.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        ops::env::from_process(Self::read)
+    }
+
+    /// Defaults overridden by `lookup` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that cannot be used.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(Env::new(&lookup))
+    }
+
+    fn read(env: Env<'_>) -> Result<Self, ConfigError> {
+        let text = |var, default: &str| env.text(var).unwrap_or_else(|| default.to_owned());
+        let url = env
+            .database_url("KEEL_DATABASE_URL")?
+            .unwrap_or_else(|| DatabaseUrl::new(LOCAL_DATABASE_URL));
         let mut config = Self::new(
-            database,
+            url.connect_options()?,
             text("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
             text(
                 "KEEL_SCHEMA_REGISTRY_URL",
                 "http://127.0.0.1:8081/apis/ccompat/v7",
             ),
         );
-        config.topic_prefix = text("KEEL_TOPIC_PREFIX", &config.topic_prefix);
-        config.topic_partitions = number("KEEL_TOPIC_PARTITIONS", config.topic_partitions)?;
-        config.batch_size = number("KEEL_RELAY_BATCH_SIZE", config.batch_size)?;
-        config.poll_interval = millis("KEEL_RELAY_POLL_MS", config.poll_interval)?;
-        config.linger_ms = number("KEEL_RELAY_LINGER_MS", config.linger_ms)?;
-        config.producer_batch_bytes =
-            number("KEEL_RELAY_BATCH_BYTES", config.producer_batch_bytes)?;
-        config.message_timeout = millis("KEEL_RELAY_MESSAGE_TIMEOUT_MS", config.message_timeout)?;
-        config.backlog_report_interval = millis(
-            "KEEL_RELAY_BACKLOG_REPORT_MS",
-            config.backlog_report_interval,
-        )?;
-        config.metrics_addr = number("KEEL_METRICS_ADDR", config.metrics_addr)?;
-        if config.batch_size < 1 || config.topic_partitions < 1 {
-            return Err(RelayError::Config(
-                "KEEL_RELAY_BATCH_SIZE and KEEL_TOPIC_PARTITIONS must be at least 1".into(),
-            ));
+        if let Some(prefix) = env.text("KEEL_TOPIC_PREFIX") {
+            config.topic_prefix = prefix;
+        }
+        if let Some(partitions) = env.positive("KEEL_TOPIC_PARTITIONS")? {
+            config.topic_partitions = partitions;
+        }
+        if let Some(size) = env.positive("KEEL_RELAY_BATCH_SIZE")? {
+            config.batch_size = size;
+        }
+        if let Some(poll) = env.positive_millis("KEEL_RELAY_POLL_MS")? {
+            config.poll_interval = poll;
+        }
+        if let Some(linger) = env.parsed("KEEL_RELAY_LINGER_MS")? {
+            config.linger_ms = linger;
+        }
+        if let Some(bytes) = env.positive("KEEL_RELAY_BATCH_BYTES")? {
+            config.producer_batch_bytes = bytes;
+        }
+        if let Some(timeout) = env.positive_millis("KEEL_RELAY_MESSAGE_TIMEOUT_MS")? {
+            config.message_timeout = timeout;
+        }
+        if let Some(every) = env.positive_millis("KEEL_RELAY_BACKLOG_REPORT_MS")? {
+            config.backlog_report_interval = every;
+        }
+        if let Some(addr) = env.parsed("KEEL_METRICS_ADDR")? {
+            config.metrics_addr = addr;
         }
         Ok(config)
     }
 }
 
-fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, RelayError> {
-    match env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|_| RelayError::Config(format!("{name}={value:?} is not a valid number"))),
-        Err(_) => Ok(default),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
 
-fn millis(name: &str, default: Duration) -> Result<Duration, RelayError> {
-    let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-    number(name, default_ms).map(Duration::from_millis)
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<RelayConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RelayConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.kafka_brokers, "127.0.0.1:9092");
+        assert_eq!(defaults.topic_prefix, "keel.");
+        assert_eq!(defaults.topic_partitions, 8);
+        assert_eq!(defaults.batch_size, 1_000);
+        assert_eq!(defaults.database.get_database(), Some("keel"));
+
+        let custom = config(&[
+            ("KEEL_DATABASE_URL", "postgres://u:p@db:5433/events"),
+            ("KEEL_KAFKA_BROKERS", "kafka:9092"),
+            ("KEEL_TOPIC_PREFIX", "dev."),
+            ("KEEL_TOPIC_PARTITIONS", "3"),
+            ("KEEL_RELAY_BATCH_SIZE", "50"),
+            ("KEEL_RELAY_POLL_MS", "5"),
+            ("KEEL_RELAY_LINGER_MS", "0"),
+            ("KEEL_METRICS_ADDR", "0.0.0.0:9999"),
+        ])
+        .unwrap();
+        assert_eq!(custom.database.get_host(), "db");
+        assert_eq!(custom.database.get_database(), Some("events"));
+        assert_eq!(custom.kafka_brokers, "kafka:9092");
+        assert_eq!(custom.topic_prefix, "dev.");
+        assert_eq!(custom.topic_partitions, 3);
+        assert_eq!(custom.batch_size, 50);
+        assert_eq!(custom.poll_interval, Duration::from_millis(5));
+        assert_eq!(custom.linger_ms, 0);
+        assert_eq!(custom.metrics_addr.port(), 9999);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_hide_the_password() {
+        for (var, value) in [
+            ("KEEL_TOPIC_PARTITIONS", "0"),
+            ("KEEL_RELAY_BATCH_SIZE", "-1"),
+            ("KEEL_RELAY_POLL_MS", "soon"),
+            ("KEEL_METRICS_ADDR", "everywhere"),
+            ("KEEL_DATABASE_URL", "mysql://root:hunter2@x"),
+        ] {
+            let error = config(&[(var, value)]).unwrap_err();
+            assert_eq!(error.var, var, "{error}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        let shown = format!("{:?}", config(&[]).unwrap());
+        assert!(!shown.contains("keel:keel"), "{shown}");
+    }
 }

@@ -23,5 +23,5 @@ pub enum RelayError {
         reason: String,
     },
     #[error("invalid relay configuration: {0}")]
-    Config(String),
+    Config(#[from] ops::ConfigError),
 }

@@ -1,4 +1,5 @@
-//! Typed settings of the projector binary: defaults, overridden by environment variables.
+//! Typed settings of the projector binary: defaults, overridden by environment variables,
+//! read with `ops::env::Env` (a blank value counts as unset).
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -24,25 +25,13 @@
 //!
 //! The database URL may hold a password: [`DatabaseUrl`] never prints it.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::projection::Projection;
+use ops::env::{Env, LOCAL_DATABASE_URL};
 use ops::telemetry::{LogFormat, TelemetrySettings};
 
-/// A setting that could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration variable {variable}={value:?}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// The value found.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
+pub use ops::ConfigError;
 pub use ops::env::DatabaseUrl;
 
 /// Where the Kafka cluster and the schema registry are.
@@ -138,16 +127,13 @@ pub struct Settings {
     pub metrics_addr: std::net::SocketAddr,
 }
 
-/// Default read-model database, as started by `cargo xtask up`.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://keel:keel@127.0.0.1:5432/keel";
-
 impl Settings {
     /// Defaults overridden by the process environment.
     ///
     /// # Errors
     /// [`ConfigError`] naming the first variable that does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        ops::env::from_process(Self::read)
     }
 
     /// Defaults overridden by `lookup` (the environment, or a map in tests).
@@ -155,126 +141,88 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first variable that does not parse.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
-        let database_url = env
-            .string("KEEL_READ_MODEL_DATABASE_URL")
-            .or_else(|| env.string("KEEL_DATABASE_URL"))
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let retry = RetryPolicy {
-            max_attempts: env.parse_at_least("KEEL_PROJECTOR_MAX_ATTEMPTS", 5, 1)?,
-            initial_backoff: env.millis("KEEL_PROJECTOR_RETRY_BACKOFF_MS", 200)?,
-            max_backoff: env.millis("KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS", 10_000)?,
+        Self::read(Env::new(&lookup))
+    }
+
+    fn read(env: Env<'_>) -> Result<Self, ConfigError> {
+        let database_url = match env.database_url("KEEL_READ_MODEL_DATABASE_URL")? {
+            Some(url) => url,
+            None => env
+                .database_url("KEEL_DATABASE_URL")?
+                .unwrap_or_else(|| DatabaseUrl::new(LOCAL_DATABASE_URL)),
         };
+        let retry = RetryPolicy {
+            max_attempts: env.positive("KEEL_PROJECTOR_MAX_ATTEMPTS")?.unwrap_or(5),
+            initial_backoff: env
+                .millis("KEEL_PROJECTOR_RETRY_BACKOFF_MS")?
+                .unwrap_or(Duration::from_millis(200)),
+            max_backoff: env
+                .millis("KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS")?
+                .unwrap_or(Duration::from_secs(10)),
+        };
+        let text = |var, default: &str| env.text(var).unwrap_or_else(|| default.to_owned());
         Ok(Self {
-            database_url: DatabaseUrl::new(database_url),
-            database_max_connections: env.parse_at_least("KEEL_DATABASE_MAX_CONNECTIONS", 5, 1)?,
+            database_url,
+            database_max_connections: env.positive("KEEL_DATABASE_MAX_CONNECTIONS")?.unwrap_or(5),
             kafka: KafkaSettings {
-                brokers: env.string_or("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
-                schema_registry_url: env.string_or(
+                brokers: text("KEEL_KAFKA_BROKERS", "127.0.0.1:9092"),
+                schema_registry_url: text(
                     "KEEL_SCHEMA_REGISTRY_URL",
                     "http://127.0.0.1:8081/apis/ccompat/v7",
                 ),
-                topic_prefix: env.string_or("KEEL_TOPIC_PREFIX", schemas::DEFAULT_TOPIC_PREFIX),
-                topic_partitions: env.parse_at_least("KEEL_TOPIC_PARTITIONS", 8, 1)?,
-                session_timeout: env.millis("KEEL_KAFKA_SESSION_TIMEOUT_MS", 10_000)?,
-                auto_commit_interval: env.millis("KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS", 1_000)?,
+                topic_prefix: text("KEEL_TOPIC_PREFIX", schemas::DEFAULT_TOPIC_PREFIX),
+                topic_partitions: env.positive("KEEL_TOPIC_PARTITIONS")?.unwrap_or(8),
+                session_timeout: env
+                    .millis("KEEL_KAFKA_SESSION_TIMEOUT_MS")?
+                    .unwrap_or(Duration::from_secs(10)),
+                auto_commit_interval: env
+                    .millis("KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS")?
+                    .unwrap_or(Duration::from_secs(1)),
             },
             projector: ProjectorSettings {
-                group_prefix: env.string_or("KEEL_PROJECTOR_GROUP_PREFIX", "keel-projector"),
-                batch_size: env.parse_at_least("KEEL_PROJECTOR_BATCH_SIZE", 500, 1)?,
-                batch_linger: env.millis("KEEL_PROJECTOR_BATCH_LINGER_MS", 20)?,
+                group_prefix: text("KEEL_PROJECTOR_GROUP_PREFIX", "keel-projector"),
+                batch_size: env.positive("KEEL_PROJECTOR_BATCH_SIZE")?.unwrap_or(500),
+                batch_linger: env
+                    .millis("KEEL_PROJECTOR_BATCH_LINGER_MS")?
+                    .unwrap_or(Duration::from_millis(20)),
                 retry,
             },
-            projections: env.projections("KEEL_PROJECTIONS")?,
-            shutdown_timeout: Duration::from_secs(env.parse_at_least(
-                "KEEL_SHUTDOWN_TIMEOUT_SECS",
-                15,
-                1,
-            )?),
-            telemetry: TelemetrySettings::from_lookup("projector", LogFormat::Pretty, &lookup)
-                .map_err(|e| ConfigError {
-                    variable: e.var,
-                    value: lookup(e.var).unwrap_or_default(),
-                    reason: e.reason,
-                })?,
-            metrics_addr: env.parse(
-                "KEEL_METRICS_ADDR",
-                std::net::SocketAddr::from(([127, 0, 0, 1], 9103)),
+            projections: projections(env, "KEEL_PROJECTIONS")?,
+            shutdown_timeout: env
+                .positive_secs("KEEL_SHUTDOWN_TIMEOUT_SECS")?
+                .unwrap_or(Duration::from_secs(15)),
+            telemetry: TelemetrySettings::from_lookup(
+                "projector",
+                LogFormat::Pretty,
+                env.lookup(),
             )?,
+            metrics_addr: env
+                .parsed("KEEL_METRICS_ADDR")?
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 9103))),
         })
     }
 }
 
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn string(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|value| !value.trim().is_empty())
-    }
-
-    fn string_or(&self, name: &str, default: &str) -> String {
-        self.string(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match self.string(name) {
-            None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError {
-                variable: name,
-                reason: e.to_string(),
-                value,
-            }),
+/// The comma-separated projection names in `var` (duplicates ignored); all of them if
+/// unset.
+fn projections(env: Env<'_>, var: &'static str) -> Result<Vec<Projection>, ConfigError> {
+    let Some(value) = env.text(var) else {
+        return Ok(Projection::ALL.to_vec());
+    };
+    let mut projections = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let projection = item.parse().map_err(|reason| ConfigError { var, reason })?;
+        if !projections.contains(&projection) {
+            projections.push(projection);
         }
     }
-
-    fn parse_at_least<T>(&self, name: &'static str, default: T, min: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
-        T::Err: fmt::Display,
-    {
-        let value = self.parse(name, default)?;
-        if value < min {
-            return Err(ConfigError {
-                variable: name,
-                value: value.to_string(),
-                reason: format!("must be at least {min}"),
-            });
-        }
-        Ok(value)
+    if projections.is_empty() {
+        return Err(ConfigError {
+            var,
+            reason: format!("{value:?} names no projection"),
+        });
     }
-
-    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        self.parse(name, default).map(Duration::from_millis)
-    }
-
-    fn projections(&self, name: &'static str) -> Result<Vec<Projection>, ConfigError> {
-        let Some(value) = self.string(name) else {
-            return Ok(Projection::ALL.to_vec());
-        };
-        let mut projections = Vec::new();
-        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let projection = item.parse().map_err(|reason| ConfigError {
-                variable: name,
-                value: value.clone(),
-                reason,
-            })?;
-            if !projections.contains(&projection) {
-                projections.push(projection);
-            }
-        }
-        if projections.is_empty() {
-            return Err(ConfigError {
-                variable: name,
-                value,
-                reason: "names no projection".into(),
-            });
-        }
-        Ok(projections)
-    }
+    Ok(projections)
 }
 
 #[cfg(test)]
@@ -294,7 +242,7 @@ mod tests {
     #[test]
     fn defaults_match_the_local_stack() {
         let s = settings(&[]).unwrap();
-        assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.database_url.expose(), LOCAL_DATABASE_URL);
         assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(
             s.kafka.schema_registry_url,
@@ -336,12 +284,16 @@ mod tests {
     #[test]
     fn invalid_values_name_the_variable() {
         let error = settings(&[("KEEL_PROJECTOR_BATCH_SIZE", "lots")]).unwrap_err();
-        assert_eq!(error.variable, "KEEL_PROJECTOR_BATCH_SIZE");
+        assert_eq!(error.var, "KEEL_PROJECTOR_BATCH_SIZE");
         let error = settings(&[("KEEL_PROJECTOR_BATCH_SIZE", "0")]).unwrap_err();
-        assert!(error.to_string().contains("at least 1"), "{error}");
+        assert!(error.to_string().contains("greater than zero"), "{error}");
         let error = settings(&[("KEEL_PROJECTIONS", "orders,audit")]).unwrap_err();
-        assert_eq!(error.variable, "KEEL_PROJECTIONS");
+        assert_eq!(error.var, "KEEL_PROJECTIONS");
         assert!(error.reason.contains("audit"), "{error}");
+        let error =
+            settings(&[("KEEL_READ_MODEL_DATABASE_URL", "mysql://u:hunter2@db/x")]).unwrap_err();
+        assert_eq!(error.var, "KEEL_READ_MODEL_DATABASE_URL");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Saga settings: defaults overridden by `KEEL_*` environment variables.
+//! Saga settings: defaults overridden by `KEEL_*` environment variables, read with
+//! `ops::env::Env` (a blank value counts as unset).
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -20,9 +21,9 @@
 //! | `KEEL_SAGA_HTTP_TIMEOUT_MS` | `15000` | upper bound on one command request |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
 
-use std::env;
-use std::str::FromStr;
 use std::time::Duration;
+
+use ops::env::{DatabaseUrl, Env};
 
 use sqlx::postgres::PgConnectOptions;
 
@@ -107,15 +108,8 @@ impl std::fmt::Debug for SagaConfig {
     }
 }
 
-/// A setting does not parse.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{var}: {reason}")]
-pub struct SagaConfigError {
-    /// The variable.
-    pub var: &'static str,
-    /// What is wrong.
-    pub reason: String,
-}
+/// A setting does not parse (the one configuration error of every process).
+pub use ops::ConfigError;
 
 impl SagaConfig {
     /// Defaults for the local stack, on `database`.
@@ -143,29 +137,26 @@ impl SagaConfig {
     /// Defaults overridden by the process environment.
     ///
     /// # Errors
-    /// [`SagaConfigError`] naming the first variable that does not parse.
-    pub fn from_env() -> Result<Self, SagaConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
+    /// [`ConfigError`] naming the first variable that does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        ops::env::from_process(Self::read)
     }
 
     /// Defaults overridden by `lookup`.
     ///
     /// # Errors
-    /// [`SagaConfigError`] naming the first variable that does not parse.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SagaConfigError> {
-        let url =
-            lookup("KEEL_DATABASE_URL").unwrap_or_else(|| ops::env::LOCAL_DATABASE_URL.into());
-        let invalid = || SagaConfigError {
-            var: "KEEL_DATABASE_URL",
-            reason: "not a valid postgres:// URL".into(),
-        };
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid());
-        }
-        let database = PgConnectOptions::from_str(&url).map_err(|_| invalid())?;
-        let mut config = Self::new(database);
+    /// [`ConfigError`] naming the first variable that does not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(Env::new(&lookup))
+    }
+
+    fn read(env: Env<'_>) -> Result<Self, ConfigError> {
+        let url = env
+            .database_url("KEEL_DATABASE_URL")?
+            .unwrap_or_else(|| DatabaseUrl::new(ops::env::LOCAL_DATABASE_URL));
+        let mut config = Self::new(url.connect_options()?);
         let text = |var: &str, target: &mut String| {
-            if let Some(value) = lookup(var) {
+            if let Some(value) = env.text(var) {
                 *target = value;
             }
         };
@@ -174,61 +165,36 @@ impl SagaConfig {
         text("KEEL_TOPIC_PREFIX", &mut config.topic_prefix);
         text("KEEL_SAGA_GROUP_ID", &mut config.group_id);
         text("KEEL_COMMAND_API_URL", &mut config.command_api_url);
-        config.command_api_token = ops::env::secret(
-            &lookup,
-            "KEEL_SAGA_COMMAND_API_TOKEN",
-            "KEEL_SAGA_COMMAND_API_TOKEN_FILE",
-        )
-        .map_err(|e| SagaConfigError {
-            var: e.var,
-            reason: e.reason,
-        })?
-        .map(BearerToken);
-        if let Some(addr) = lookup("KEEL_METRICS_ADDR") {
-            config.metrics_addr = addr.trim().parse().map_err(|e| SagaConfigError {
-                var: "KEEL_METRICS_ADDR",
-                reason: format!("cannot parse {addr:?}: {e}"),
-            })?;
+        config.command_api_token = env
+            .secret(
+                "KEEL_SAGA_COMMAND_API_TOKEN",
+                "KEEL_SAGA_COMMAND_API_TOKEN_FILE",
+            )?
+            .map(BearerToken);
+        if let Some(addr) = env.parsed("KEEL_METRICS_ADDR")? {
+            config.metrics_addr = addr;
         }
-        let number = |var: &'static str| -> Result<Option<u64>, SagaConfigError> {
-            lookup(var)
-                .map(|value| {
-                    value
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| SagaConfigError {
-                            var,
-                            reason: format!("{value:?} is not a positive number"),
-                        })
-                })
-                .transpose()
-        };
-        let millis = |var, target: &mut Duration| -> Result<(), SagaConfigError> {
-            if let Some(ms) = number(var)? {
-                *target = Duration::from_millis(ms);
+        if let Some(partitions) = env.positive("KEEL_TOPIC_PARTITIONS")? {
+            config.topic_partitions = partitions;
+        }
+        let millis = |var, target: &mut Duration| -> Result<(), ConfigError> {
+            if let Some(value) = env.positive_millis(var)? {
+                *target = value;
             }
             Ok(())
         };
-        if let Some(partitions) = number("KEEL_TOPIC_PARTITIONS")? {
-            config.topic_partitions = i32::try_from(partitions).map_err(|_| SagaConfigError {
-                var: "KEEL_TOPIC_PARTITIONS",
-                reason: "too large".into(),
-            })?;
-        }
         millis("KEEL_SAGA_STEP_TIMEOUT_MS", &mut config.step_timeout)?;
         millis("KEEL_SAGA_POLL_MS", &mut config.poll_interval)?;
         millis("KEEL_SAGA_RETRY_BASE_MS", &mut config.retry_base)?;
         millis("KEEL_SAGA_RETRY_MAX_MS", &mut config.retry_max)?;
         millis("KEEL_SAGA_HTTP_TIMEOUT_MS", &mut config.http_timeout)?;
         millis("KEEL_KAFKA_SESSION_TIMEOUT_MS", &mut config.session_timeout)?;
-        if let Some(start) = lookup("KEEL_SAGA_START_FROM") {
+        if let Some(start) = env.text("KEEL_SAGA_START_FROM") {
             config.start_from = match start.as_str() {
                 "earliest" => StartFrom::Earliest,
                 "latest" => StartFrom::Latest,
                 other => {
-                    return Err(SagaConfigError {
+                    return Err(ConfigError {
                         var: "KEEL_SAGA_START_FROM",
                         reason: format!("{other:?}; expected earliest or latest"),
                     });
@@ -245,7 +211,7 @@ mod tests {
 
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<SagaConfig, SagaConfigError> {
+    fn config(vars: &[(&str, &str)]) -> Result<SagaConfig, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
