@@ -186,9 +186,9 @@ impl AuthSettings {
                 });
             }
         }
-        let hs256 = env::Env::new(lookup)
-            .secret("KEEL_AUTH_HS256_SECRET", "KEEL_AUTH_HS256_SECRET_FILE")?;
-        let rs256 = env::Env::new(lookup).secret(
+        let env = env::Env::new(lookup);
+        let hs256 = env.secret("KEEL_AUTH_HS256_SECRET", "KEEL_AUTH_HS256_SECRET_FILE")?;
+        let rs256 = env.secret(
             "KEEL_AUTH_RS256_PUBLIC_KEY",
             "KEEL_AUTH_RS256_PUBLIC_KEY_FILE",
         )?;
@@ -224,9 +224,7 @@ impl AuthSettings {
             key,
             issuer: lookup("KEEL_AUTH_ISSUER").map(|s| s.trim().to_owned()),
             audience: lookup("KEEL_AUTH_AUDIENCE").map(|s| s.trim().to_owned()),
-            leeway_secs: env::Env::new(lookup)
-                .parsed("KEEL_AUTH_LEEWAY_SECS")?
-                .unwrap_or(30),
+            leeway_secs: env.parsed("KEEL_AUTH_LEEWAY_SECS")?.unwrap_or(30),
         };
         // Parse the key now, so a bad PEM fails start-up rather than every request.
         Verifier::new(&settings)?;

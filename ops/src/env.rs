@@ -243,12 +243,13 @@ impl fmt::Display for DatabaseUrl {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn read<T>(vars: &[(&str, &str)], f: impl FnOnce(Env<'_>) -> T) -> T {
+    /// `f` run on an [`Env`] over exactly `vars` (a later pair overrides an earlier one).
+    pub(crate) fn read<T>(vars: &[(&str, &str)], f: impl FnOnce(Env<'_>) -> T) -> T {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

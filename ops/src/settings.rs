@@ -127,21 +127,13 @@ impl DatabaseSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
+    /// [`crate::env::tests::read`] with authentication disabled unless `vars` set it.
     fn read<T>(vars: &[(&str, &str)], f: impl FnOnce(Env<'_>) -> T) -> T {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let lookup = |name: &str| {
-            vars.get(name)
-                .cloned()
-                .or_else(|| (name == "KEEL_AUTH").then(|| "disabled".to_owned()))
-        };
-        f(Env::new(&lookup))
+        let mut all = vec![("KEEL_AUTH", "disabled")];
+        all.extend_from_slice(vars);
+        crate::env::tests::read(&all, f)
     }
 
     #[test]

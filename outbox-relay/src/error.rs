@@ -22,6 +22,4 @@ pub enum RelayError {
         sequence: i64,
         reason: String,
     },
-    #[error("invalid relay configuration: {0}")]
-    Config(#[from] ops::ConfigError),
 }

@@ -1,6 +1,5 @@
 //! The read-model database: pool, schema entry and projection locks. The schema and its
-//! migrations belong to the `read-model` crate; they are re-exported here for the
-//! projector's start-up and `keel-replay`.
+//! migrations belong to the `read-model` crate.
 
 use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -10,7 +9,7 @@ use std::time::Duration;
 use crate::config::DatabaseUrl;
 use crate::projection::Projection;
 
-pub use read_model::{MIGRATOR, READ_MODEL_SCHEMA, migrate};
+use read_model::READ_MODEL_SCHEMA;
 
 /// First key of the two-key advisory lock space of projection locks ("krpj"; the outbox
 /// relay's shard leases use "keel").

@@ -1,7 +1,7 @@
 //! Projectors: Kafka consumer groups that build keel's read models in PostgreSQL.
 //!
 //! Each [`Projection`] reads its event topics as its own consumer group and maintains its
-//! tables in the `read_model` schema ([`db::READ_MODEL_SCHEMA`]), never the event store's:
+//! tables in the `read_model` schema ([`read_model::READ_MODEL_SCHEMA`]), never the event store's:
 //!
 //! | projection | topics | tables |
 //! |---|---|---|

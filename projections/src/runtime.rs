@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             url: settings.database_url.to_string(),
             source,
         })?;
-    db::migrate(&pool).await?;
+    read_model::migrate(&pool).await?;
     info!(database = %settings.database_url, "read-model schema migrated");
 
     let mut tasks = JoinSet::new();

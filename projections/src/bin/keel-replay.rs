@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let read_model = db::connect(&read_model_url, 8)
         .await
         .with_context(|| format!("connecting to the read model at {read_model_url}"))?;
-    db::migrate(&read_model)
+    read_model::migrate(&read_model)
         .await
         .context("read-model migrations")?;
     let store_pool = match &cli.event_store_url {

@@ -33,7 +33,9 @@ use tracing::info;
 
 use super::{ReplayError, shadow};
 use crate::config::{KafkaSettings, ProjectorSettings};
-use crate::db::{self, READ_MODEL_SCHEMA};
+use read_model::READ_MODEL_SCHEMA;
+
+use crate::db;
 use schemas::topics;
 
 use crate::{Projection, Projector};

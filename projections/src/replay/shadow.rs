@@ -12,7 +12,7 @@ use sqlx::{Acquire, PgConnection, PgPool, Postgres, Row, Transaction};
 use super::source::LogPosition;
 use crate::Projection;
 use crate::checkpoint::CHANGES_CHANNEL;
-use crate::db::READ_MODEL_SCHEMA;
+use read_model::READ_MODEL_SCHEMA;
 
 /// Above this many aggregates advanced by a swap, no per-aggregate notification is sent:
 /// waiting readers re-read on their own timer anyway.

@@ -87,7 +87,7 @@ impl Harness {
             .expect("scratch database");
 
         let read_model = database.pool(8).await.expect("connect read-model pool");
-        projections::db::migrate(&read_model)
+        read_model::migrate(&read_model)
             .await
             .expect("read-model migrations");
 

@@ -29,7 +29,7 @@ impl ExtraDatabase {
             .await
             .expect("scratch database");
         let pool = scratch.pool(4).await.expect("connect");
-        projections::db::migrate(&pool)
+        read_model::migrate(&pool)
             .await
             .expect("read-model migrations");
         Self {
