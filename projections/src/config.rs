@@ -13,9 +13,10 @@
 //! | `KEEL_PROJECTOR_GROUP_PREFIX` | `keel-projector` | consumer group of a projection: `<prefix>.<projection>` |
 //! | `KEEL_PROJECTOR_BATCH_SIZE` | `500` | most events applied in one transaction |
 //! | `KEEL_PROJECTOR_BATCH_LINGER_MS` | `20` | how long a started batch waits for more messages |
-//! | `KEEL_PROJECTOR_MAX_ATTEMPTS` | `5` | attempts at a poison message before it is dead-lettered |
+//! | `KEEL_PROJECTOR_MAX_ATTEMPTS` | `5` | attempts at an event that fails for a reason that may pass, before it is dead-lettered |
 //! | `KEEL_PROJECTOR_RETRY_BACKOFF_MS` | `200` | first retry delay; doubles per attempt |
 //! | `KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS` | `10000` | longest retry delay |
+//! | `KEEL_PROJECTOR_LOCK_TIMEOUT_MS` | `2000` | longest wait for a read-model row lock; past it the event's aggregate is held for a retry |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
@@ -61,8 +62,10 @@ pub struct ProjectorSettings {
     pub batch_size: usize,
     /// How long a batch that has its first message waits for more.
     pub batch_linger: Duration,
-    /// Retry policy for poison messages and for outages.
+    /// Retry policy for events that may pass later, and backoff for outages.
     pub retry: RetryPolicy,
+    /// Longest wait for a row lock while applying (`lock_timeout`).
+    pub lock_timeout: Duration,
 }
 
 impl ProjectorSettings {
@@ -72,9 +75,10 @@ impl ProjectorSettings {
     }
 }
 
-/// Backoff between attempts. A poison message gets `max_attempts` attempts, then it is
-/// dead-lettered; an outage (database, registry or broker unreachable) is retried with the
-/// same backoff until it ends or the process shuts down, and never dead-letters anything.
+/// Backoff between attempts. An event that fails for a reason that may pass gets
+/// `max_attempts` attempts (its aggregate held meanwhile), then it is dead-lettered; an
+/// outage (database, registry or broker unreachable) is retried with the same backoff until
+/// it ends or the process shuts down, and never dead-letters anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts at a poison message, the first included (at least 1).
@@ -186,6 +190,9 @@ impl Settings {
                     .millis("KEEL_PROJECTOR_BATCH_LINGER_MS")?
                     .unwrap_or(Duration::from_millis(20)),
                 retry,
+                lock_timeout: env
+                    .positive_millis("KEEL_PROJECTOR_LOCK_TIMEOUT_MS")?
+                    .unwrap_or(Duration::from_secs(2)),
             },
             projections: projections(env, "KEEL_PROJECTIONS")?,
             shutdown_timeout: env
@@ -256,6 +263,7 @@ mod tests {
             "keel-projector.stock"
         );
         assert_eq!(s.projector.retry, RetryPolicy::default());
+        assert_eq!(s.projector.lock_timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -270,6 +278,7 @@ mod tests {
             ("KEEL_PROJECTIONS", "stock, payments,stock"),
             ("KEEL_PROJECTOR_BATCH_SIZE", "42"),
             ("KEEL_PROJECTOR_MAX_ATTEMPTS", "2"),
+            ("KEEL_PROJECTOR_LOCK_TIMEOUT_MS", "250"),
             ("KEEL_LOG_FORMAT", "json"),
         ])
         .unwrap();
@@ -278,6 +287,7 @@ mod tests {
         assert_eq!(s.projections, vec![Projection::Stock, Projection::Payments]);
         assert_eq!(s.projector.batch_size, 42);
         assert_eq!(s.projector.retry.max_attempts, 2);
+        assert_eq!(s.projector.lock_timeout, Duration::from_millis(250));
         assert_eq!(s.telemetry.format, LogFormat::Json);
     }
 

@@ -51,6 +51,23 @@ pub async fn enter_live_transaction(
     Ok(())
 }
 
+/// Bounds how long the rest of the transaction waits for a row lock (`SET LOCAL
+/// lock_timeout`): past it the statement fails with `lock_not_available`, which holds that
+/// one aggregate for a retry instead of stalling the whole batch behind the lock.
+///
+/// # Errors
+/// Database errors.
+pub async fn bound_lock_waits(
+    connection: &mut PgConnection,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(format!("{}ms", timeout.as_millis().max(1)))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
 /// Waits for the live transactions of `projection` in flight to end and keeps new ones
 /// out until this transaction ends.
 ///

@@ -8,16 +8,16 @@
 //! them. A crash in between publishes them again: the topic is at-least-once, and its
 //! messages carry the source topic, partition and offset to deduplicate on.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::event::AggregateKey;
+use crate::stored_message::{headers_from_json, headers_json};
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,9 @@ pub struct DeadLetter<'a> {
     pub attempts: u32,
 }
 
-/// Records `letter` (once: a redelivered message finds its earlier row) and returns its id.
+/// Records `letter` and returns its id. Once: a redelivered message finds its earlier row,
+/// unless an operator resolved that row, which then opens again with the new reason and
+/// error (and is published again).
 ///
 /// # Errors
 /// Database errors.
@@ -79,7 +81,12 @@ pub async fn record(
                  kafka_offset, message_key, payload, headers, aggregate_type, aggregate_id, \
                  sequence, reason, error, attempts) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (projection, topic, kafka_partition, kafka_offset) DO NOTHING \
+             ON CONFLICT (projection, topic, kafka_partition, kafka_offset) DO UPDATE \
+                 SET reason = EXCLUDED.reason, error = EXCLUDED.error, \
+                     attempts = EXCLUDED.attempts, sequence = EXCLUDED.sequence, \
+                     dead_lettered_at = now(), published_at = NULL, resolution = NULL, \
+                     resolved_at = NULL, resolved_by = NULL, resolution_reason = NULL \
+                 WHERE dead_letters.resolution IS NOT NULL \
              RETURNING id \
          ) \
          SELECT id FROM inserted \
@@ -104,20 +111,6 @@ pub async fn record(
     .fetch_one(&mut *connection)
     .await?;
     row.try_get("id")
-}
-
-fn headers_json(message: &OwnedMessage) -> serde_json::Value {
-    let mut map = BTreeMap::new();
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = header
-                .value
-                .map(|v| serde_json::Value::String(String::from_utf8_lossy(v).into_owned()))
-                .unwrap_or(serde_json::Value::Null);
-            map.insert(header.key.to_owned(), value);
-        }
-    }
-    serde_json::Value::Object(map.into_iter().collect())
 }
 
 /// The dead-letter topic of a projection: `<prefix>dlq.<projection>`.
@@ -226,15 +219,7 @@ impl DeadLetterPublisher {
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
         let attempts = letter.attempts.to_string();
-        let mut headers = OwnedHeaders::new();
-        if let serde_json::Value::Object(original) = &letter.headers {
-            for (key, value) in original {
-                headers = headers.insert(Header {
-                    key,
-                    value: value.as_str(),
-                });
-            }
-        }
+        let mut headers = headers_from_json(&letter.headers);
         for (key, value) in [
             ("dlq.projection", self.projection),
             ("dlq.reason", letter.reason.as_str()),

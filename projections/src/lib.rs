@@ -9,9 +9,10 @@
 //! | `stock` | inventory | `stock_levels` |
 //! | `payments` | payment | `payments` |
 //!
-//! Shared by all: `checkpoints` (last applied sequence per projection and source aggregate)
-//! and `dead_letters`. The [`projector`] module documents batching, exactly-once effect,
-//! offset commits, retries and dead letters; [`checkpoint::CHANGES_CHANNEL`] is how readers
+//! Shared by all: `checkpoints` (last applied sequence per projection and source aggregate,
+//! parked or retrying), `retry_events` (events held for a retry, [`retry`]) and
+//! `dead_letters` (with the operator's answers, [`operator`]). The [`projector`] module
+//! documents batching, exactly-once effect, offset commits, retries and dead letters; [`checkpoint::CHANGES_CHANNEL`] is how readers
 //! learn that a version was reached.
 //!
 //! Messages follow the relay's wire contract: topic `<prefix><aggregate>`, key = aggregate
@@ -27,10 +28,13 @@ pub mod db;
 pub mod dead_letter;
 pub mod decode;
 pub mod event;
+pub mod operator;
 pub mod projection;
 pub mod projector;
 pub mod replay;
+pub mod retry;
 pub mod runtime;
+pub mod stored_message;
 
 pub use config::Settings;
 pub use projection::Projection;

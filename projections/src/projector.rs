@@ -21,16 +21,30 @@
 //!    revoked and at shutdown. A crash between commit and offset commit redelivers
 //!    messages that step 3 then skips.
 //!
-//! # When something fails
+//! # When something fails (ADR 0007)
 //!
-//! - An **outage** (database, registry or broker unreachable, deadlock, missing table) is
-//!   retried with backoff until it ends or shutdown is requested; it never dead-letters.
-//! - A **poison** message (undecodable, or refused by the read model for its data) is
-//!   isolated: the clean events before it are committed, it is retried alone up to
-//!   `max_attempts` times with backoff, then recorded in `read_model.dead_letters` (and
-//!   copied to the dead-letter topic) and its aggregate is **parked**: the aggregate's later
-//!   events are dead-lettered as `parked` rather than applied across the gap. Every other
-//!   aggregate keeps flowing.
+//! Each failure is classified before anything is retried:
+//! - An **outage** (database or registry unreachable, missing table, permissions) is
+//!   nobody's message's fault: the batch waits it out with backoff until it ends or shutdown
+//!   is requested, and nothing is dead-lettered.
+//! - A message that **can never succeed** is dead-lettered at once, in the batch's own
+//!   transaction, without a retry budget: not a Confluent frame, a schema id the registry
+//!   answers 404 for, a record that is not an event of its topic, a datum that does not fit
+//!   its schema, a key that is not the event's aggregate id, a value the read model refuses
+//!   as a data exception (SQLSTATE 22). It goes to `read_model.dead_letters` (and is copied
+//!   to the dead-letter topic), and its aggregate is **parked**: the aggregate's later
+//!   events are dead-lettered as `parked` rather than applied across the gap, until an
+//!   operator retries or skips the dead letter ([`crate::operator`]).
+//! - An event that **may pass later** (a row lock held past `lock_timeout`, a deadlock, a
+//!   constraint or a reference the read model does not satisfy yet) **holds its
+//!   aggregate**: the event and the aggregate's later events go to `retry_events` in the
+//!   same transaction ([`crate::retry`]), the checkpoint records when to try again, and
+//!   every other aggregate of the batch is applied and committed. The retry sweep applies
+//!   the held events in order when they are due, with backoff; after `max_attempts` the
+//!   failing event is dead-lettered and the aggregate parked.
+//!
+//! A refused event rolls its transaction back; the transaction then runs again with the
+//! verdict on that event, so one refusal costs one more try of the batch, not a pause.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,18 +62,19 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 
+use crate::checkpoint::{Checkpoint, RetryChange};
 use crate::config::{KafkaSettings, ProjectorSettings, RetryPolicy};
 use crate::dead_letter::{self, DeadLetter, DeadLetterPublisher, DeadLetterReason};
 use crate::decode::{DecodeError, EventDecoder};
 use crate::event::{AggregateKey, ProjectedEvent};
-use crate::projection::{ApplyError, Projection, is_data_error};
-use crate::{checkpoint, db};
+use crate::projection::{ApplyError, Failure, Projection, database_failure};
+use crate::{checkpoint, db, retry};
 use schemas::topics;
 
 /// What a projector has done so far; watch it with [`Projector::progress`].
@@ -75,6 +90,9 @@ pub struct Progress {
     /// Events skipped because an earlier event of their aggregate had not been applied yet
     /// (an out-of-order redelivery; they are applied when they come again in order).
     pub gaps: u64,
+    /// Events held for a retry because they failed for a reason that may pass (each
+    /// time they are held: a retry that fails again counts again).
+    pub held: u64,
     /// Messages dead-lettered (poison and parked).
     pub dead_lettered: u64,
     /// Transactions committed.
@@ -112,6 +130,13 @@ struct ProjectorContext {
     projection: &'static str,
     rebalances: AtomicU64,
 }
+
+/// The longest a projector goes without looking for due retries (another instance, or an
+/// operator, may have left some).
+const IDLE_RETRY_SWEEP: Duration = Duration::from_secs(5);
+
+/// Retrying aggregates taken per look.
+const RETRY_SWEEP_LIMIT: i64 = 100;
 
 /// How often librdkafka reports statistics (the source of the lag gauge).
 const STATISTICS_INTERVAL_MS: &str = "5000";
@@ -177,7 +202,7 @@ fn commit_stored_offsets<C: ConsumerContext>(consumer: &impl Consumer<C>, projec
     }
 }
 
-/// One decoded (or undecodable) message of a batch.
+/// One decoded (or undecodable) message: of a batch, or held for a retrying aggregate.
 struct Item {
     message: OwnedMessage,
     decoded: Result<ProjectedEvent, DecodeError>,
@@ -187,16 +212,54 @@ impl Item {
     fn event(&self) -> Option<&ProjectedEvent> {
         self.decoded.as_ref().ok()
     }
+
+    fn id(&self) -> MessageId {
+        (
+            self.message.topic().to_owned(),
+            self.message.partition(),
+            self.message.offset(),
+        )
+    }
 }
 
-/// What one transaction did.
+/// Where a message was read: topic, partition, offset.
+type MessageId = (String, i32, i64);
+
+/// What an earlier try of the same transaction learned about one event.
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// It can never be applied: dead-letter it, with this error.
+    DeadLetter(String),
+    /// It may apply later: hold its aggregate for a retry, with this error.
+    Hold(String),
+}
+
+/// What a transaction works on.
+#[derive(Clone, Copy)]
+enum Work<'a> {
+    /// Messages read from Kafka, in partition order.
+    Batch(&'a [Item]),
+    /// The held events of one retrying aggregate whose retry is due.
+    Retry(&'a AggregateKey),
+}
+
+/// What one try of a transaction did.
 enum TxOutcome {
     Committed(TxStats),
-    /// The event at this index of the run is refused for its data; nothing was committed.
-    PoisonAt {
-        index: usize,
-        error: ApplyError,
+    /// This event failed and nothing was committed; the next try knows what to do with it.
+    Refused {
+        id: MessageId,
+        verdict: Verdict,
     },
+}
+
+/// Why a transaction could not run: nothing is wrong with the messages.
+#[derive(Debug, thiserror::Error)]
+enum Outage {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Registry(DecodeError),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -204,7 +267,18 @@ struct TxStats {
     applied: u64,
     duplicates: u64,
     gaps: u64,
+    /// Events dead-lettered because their aggregate is parked.
     parked: u64,
+    /// Messages dead-lettered as poison.
+    poison: u64,
+    /// Events held for a retry.
+    held: u64,
+}
+
+impl TxStats {
+    fn dead_lettered(&self) -> u64 {
+        self.parked + self.poison
+    }
 }
 
 /// A running projection: its consumer, decoder and dead-letter publisher.
@@ -351,12 +425,27 @@ impl Projector {
     async fn run_inner(self, shutdown: CancellationToken) {
         let mut dead_letters_pending = self.publish_dead_letters().await;
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        // The first look at retrying aggregates is at start-up: an earlier run (or another
+        // instance) may have left some.
+        let mut next_retry_sweep = Instant::now();
         loop {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 _ = sweep.tick(), if dead_letters_pending => {
                     dead_letters_pending = self.publish_dead_letters().await;
+                    continue;
+                }
+                () = tokio::time::sleep_until(next_retry_sweep) => {
+                    match self.sweep_retries(&shutdown).await {
+                        Ok((next, dead_lettered)) => {
+                            next_retry_sweep = Instant::now() + next;
+                            if dead_lettered {
+                                dead_letters_pending = self.publish_dead_letters().await;
+                            }
+                        }
+                        Err(Interrupted) => break,
+                    }
                     continue;
                 }
                 // `recv` is cancellation safe: no message is lost when another branch wins.
@@ -377,8 +466,12 @@ impl Projector {
                 continue;
             }
             match self.process(batch, &shutdown).await {
-                Ok(dead_lettered) => {
-                    if dead_lettered || dead_letters_pending {
+                Ok(stats) => {
+                    if stats.held > 0 {
+                        let first_retry = Instant::now() + self.settings.retry.backoff(2);
+                        next_retry_sweep = next_retry_sweep.min(first_retry);
+                    }
+                    if stats.dead_lettered() > 0 || dead_letters_pending {
                         dead_letters_pending = self.publish_dead_letters().await;
                     }
                 }
@@ -452,20 +545,20 @@ impl Projector {
         batch
     }
 
-    /// Decodes and applies a batch. Returns whether messages were dead-lettered.
+    /// Decodes and applies a batch (see the module docs).
     #[instrument(skip_all, fields(
         projection = self.projection.name(),
         messages = batch.len(),
         applied,
         duplicates,
+        held,
         dead_lettered,
     ))]
     async fn process(
         &self,
         batch: Vec<OwnedMessage>,
         shutdown: &CancellationToken,
-    ) -> Result<bool, Interrupted> {
-        let before = self.progress.borrow().clone();
+    ) -> Result<TxStats, Interrupted> {
         let mut items = Vec::with_capacity(batch.len());
         let span = tracing::Span::current();
         for message in batch {
@@ -476,29 +569,17 @@ impl Projector {
             }
             items.push(Item { message, decoded });
         }
-        let mut start = 0;
-        while start < items.len() {
-            let end = items[start..]
-                .iter()
-                .position(|item| item.decoded.is_err())
-                .map_or(items.len(), |offset| start + offset);
-            if end > start {
-                self.apply_run(&items[start..end], shutdown).await?;
-                start = end;
-            } else {
-                self.retry_undecodable(&mut items[start], shutdown).await?;
-                start += 1;
-            }
-        }
-        let after = self.progress.borrow().clone();
-        let span = tracing::Span::current();
-        span.record("applied", after.applied - before.applied);
-        span.record("duplicates", after.duplicates - before.duplicates);
-        span.record("dead_lettered", after.dead_lettered - before.dead_lettered);
-        Ok(after.dead_lettered > before.dead_lettered)
+        let stats = self.run_work(Work::Batch(&items), shutdown).await?;
+        self.store_offsets(items.iter().map(|item| &item.message));
+        self.record_event_ages(&items);
+        span.record("applied", stats.applied);
+        span.record("duplicates", stats.duplicates);
+        span.record("held", stats.held);
+        span.record("dead_lettered", stats.dead_lettered());
+        Ok(stats)
     }
 
-    /// Decodes, waiting out registry outages.
+    /// Decodes, waiting out registry outages; every other failure is the message's own.
     async fn decode(
         &self,
         message: &OwnedMessage,
@@ -506,187 +587,82 @@ impl Projector {
     ) -> Result<Result<ProjectedEvent, DecodeError>, Interrupted> {
         let mut attempt = 1;
         loop {
-            match self
-                .decoder
-                .decode_keyed(message)
-                .await
-                .map(|(metadata, event)| ProjectedEvent { metadata, event })
-            {
+            match self.decode_once(message).await {
                 Err(error) if error.is_transient() => {
                     attempt += 1;
                     warn!(%error, attempt, "schema registry unavailable; retrying");
                     self.pause(self.outage_backoff(attempt), shutdown).await?;
+                    // The client caches some failed lookups (an error status): ask again.
+                    self.decoder.forget_failures();
                 }
                 outcome => return Ok(outcome),
             }
         }
     }
 
-    /// Applies decoded items, isolating poison events.
-    async fn apply_run(
-        &self,
-        run: &[Item],
-        shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
-        let mut start = 0;
-        let mut end = run.len();
-        while start < run.len() {
-            match self.transaction(&run[start..end], shutdown).await? {
-                TxOutcome::Committed(stats) => {
-                    self.committed(&run[start..end], stats);
-                    start = end;
-                    end = run.len();
-                }
-                TxOutcome::PoisonAt { index: 0, error } => {
-                    self.retry_poison(&run[start], error, shutdown).await?;
-                    start += 1;
-                    end = run.len();
-                }
-                // Commit the clean events before the poison on their own first.
-                TxOutcome::PoisonAt { index, .. } => end = start + index,
-            }
-        }
-        Ok(())
+    async fn decode_once(&self, message: &OwnedMessage) -> Result<ProjectedEvent, DecodeError> {
+        self.decoder
+            .decode_keyed(message)
+            .await
+            .map(|(metadata, event)| ProjectedEvent { metadata, event })
     }
 
-    /// Retries a poison event alone, then dead-letters it.
-    async fn retry_poison(
+    /// Applies the retrying aggregates whose retry is due, until none is. Returns how long
+    /// until the next look (the earliest retry not yet due, at most [`IDLE_RETRY_SWEEP`])
+    /// and whether anything was dead-lettered.
+    async fn sweep_retries(
         &self,
-        item: &Item,
-        first_error: ApplyError,
         shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
-        let policy = self.settings.retry;
-        let mut error = first_error;
-        for attempt in 2..=policy.max_attempts {
-            warn!(%error, attempt, offset = item.message.offset(), "event refused; retrying");
-            self.pause(policy.backoff(attempt), shutdown).await?;
-            match self
-                .transaction(std::slice::from_ref(item), shutdown)
-                .await?
-            {
-                TxOutcome::Committed(stats) => {
-                    self.committed(std::slice::from_ref(item), stats);
-                    return Ok(());
-                }
-                TxOutcome::PoisonAt { error: again, .. } => error = again,
-            }
-        }
-        let event = item.event();
-        let letter = DeadLetter {
-            message: &item.message,
-            aggregate: event.map(ProjectedEvent::aggregate),
-            sequence: event.map(ProjectedEvent::sequence),
-            reason: DeadLetterReason::Poison,
-            error: format!("apply failed: {error}"),
-            attempts: policy.max_attempts,
-        };
-        self.dead_letter(letter, shutdown).await
-    }
-
-    /// Retries decoding a message (the registry may learn its schema), then dead-letters it.
-    async fn retry_undecodable(
-        &self,
-        item: &mut Item,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
-        let policy = self.settings.retry;
-        for attempt in 2..=policy.max_attempts {
-            if let Err(error) = &item.decoded {
-                warn!(%error, attempt, offset = item.message.offset(), "message does not decode; retrying");
-            }
-            self.pause(policy.backoff(attempt), shutdown).await?;
-            self.decoder.forget_failures();
-            item.decoded = self.decode(&item.message, shutdown).await?;
-            if item.decoded.is_ok() {
-                return self.apply_run(std::slice::from_ref(item), shutdown).await;
-            }
-        }
-        let error = match &item.decoded {
-            Err(error) => format!("decode failed: {error}"),
-            Ok(_) => String::new(),
-        };
-        let letter = DeadLetter {
-            message: &item.message,
-            aggregate: self.aggregate_of_raw(&item.message),
-            sequence: header(&item.message, "sequence").and_then(|s| s.parse().ok()),
-            reason: DeadLetterReason::Poison,
-            error,
-            attempts: policy.max_attempts,
-        };
-        self.dead_letter(letter, shutdown).await
-    }
-
-    /// The aggregate of a message that does not decode: its topic's aggregate type and its
-    /// key (the relay keys by aggregate id).
-    fn aggregate_of_raw(&self, message: &OwnedMessage) -> Option<AggregateKey> {
-        let kind = self.decoder.topic_kind(message.topic())?;
-        let id = std::str::from_utf8(message.key()?).ok()?;
-        Some(AggregateKey {
-            aggregate_type: kind.aggregate_type().to_owned(),
-            aggregate_id: id.to_owned(),
-        })
-    }
-
-    /// Records a dead letter and parks its aggregate, in one transaction, then moves past
-    /// the message.
-    async fn dead_letter(
-        &self,
-        letter: DeadLetter<'_>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
-        error!(
-            reason = %letter.reason,
-            error = letter.error,
-            topic = letter.message.topic(),
-            partition = letter.message.partition(),
-            offset = letter.message.offset(),
-            aggregate = ?letter.aggregate,
-            "dead-lettering message"
-        );
+    ) -> Result<(Duration, bool), Interrupted> {
         let name = self.projection.name();
-        metrics::counter!(
-            "keel_projector_dead_letters_total",
-            "projection" => name,
-            "reason" => letter.reason.to_string(),
-        )
-        .increment(1);
-        let mut attempt = 1;
+        let mut dead_lettered = false;
         loop {
-            let outcome = async {
-                let mut tx = self.pool.begin().await?;
-                db::enter_live_transaction(&mut tx, self.projection).await?;
-                let id = dead_letter::record(&mut tx, name, &letter).await?;
-                if let Some(key) = &letter.aggregate {
-                    checkpoint::park(&mut tx, name, key, id).await?;
-                }
-                tx.commit().await
-            }
-            .await;
-            match outcome {
-                Ok(()) => break,
+            let pending = match retry::pending(&self.pool, name, RETRY_SWEEP_LIMIT).await {
+                Ok(pending) => pending,
                 Err(error) => {
-                    attempt += 1;
-                    warn!(%error, attempt, "recording the dead letter failed; retrying");
-                    self.pause(self.outage_backoff(attempt), shutdown).await?;
+                    warn!(%error, "looking for due retries failed; looking again later");
+                    return Ok((self.settings.retry.backoff(2), dead_lettered));
                 }
+            };
+            metrics::gauge!("keel_projector_retrying_aggregates", "projection" => name)
+                .set(pending.retrying as f64);
+            if pending.due.is_empty() {
+                let next = pending
+                    .next_in
+                    .map_or(IDLE_RETRY_SWEEP, |next| next.min(IDLE_RETRY_SWEEP));
+                return Ok((next, dead_lettered));
+            }
+            for key in &pending.due {
+                let stats = self.run_work(Work::Retry(key), shutdown).await?;
+                dead_lettered |= stats.dead_lettered() > 0;
             }
         }
-        self.store_offsets(std::slice::from_ref(letter.message));
-        self.progress.send_modify(|p| p.dead_lettered += 1);
-        Ok(())
     }
 
-    /// Runs [`Self::try_transaction`], waiting out outages.
-    async fn transaction(
+    /// Runs `work` in one transaction until it commits: a refused event gets its verdict
+    /// and the transaction runs again without applying it (so the events before it, and
+    /// every other aggregate's, still commit together); an outage is waited out.
+    async fn run_work(
         &self,
-        run: &[Item],
+        work: Work<'_>,
         shutdown: &CancellationToken,
-    ) -> Result<TxOutcome, Interrupted> {
+    ) -> Result<TxStats, Interrupted> {
+        let mut verdicts = HashMap::new();
         let mut attempt = 1;
         loop {
-            match self.try_transaction(run).await {
-                Ok(outcome) => return Ok(outcome),
+            match self.try_transaction(work, &verdicts).await {
+                Ok(TxOutcome::Committed(stats)) => {
+                    self.committed(&stats);
+                    return Ok(stats);
+                }
+                Ok(TxOutcome::Refused { id, verdict }) => {
+                    debug!(
+                        ?id,
+                        ?verdict,
+                        "event refused; running the transaction without it"
+                    );
+                    verdicts.insert(id, verdict);
+                }
                 Err(error) => {
                     attempt += 1;
                     error!(%error, attempt, "read-model transaction failed; retrying");
@@ -696,19 +672,105 @@ impl Projector {
         }
     }
 
-    /// Applies a run of decoded events in one transaction. `Err` is an outage; a poison
-    /// event is an `Ok(PoisonAt)` with nothing committed.
-    async fn try_transaction(&self, run: &[Item]) -> Result<TxOutcome, sqlx::Error> {
+    /// One try of `work`'s transaction.
+    async fn try_transaction(
+        &self,
+        work: Work<'_>,
+        verdicts: &HashMap<MessageId, Verdict>,
+    ) -> Result<TxOutcome, Outage> {
         let name = self.projection.name();
-        let events: Vec<&ProjectedEvent> = run.iter().filter_map(Item::event).collect();
-        let keys: BTreeSet<AggregateKey> = events.iter().map(|e| e.aggregate()).collect();
         let mut tx = self.pool.begin().await?;
         db::enter_live_transaction(&mut tx, self.projection).await?;
+        let taken;
+        let (items, resumed) = match work {
+            Work::Batch(items) => (items, None),
+            Work::Retry(key) => {
+                let locked =
+                    checkpoint::lock(&mut tx, name, &BTreeSet::from([key.clone()])).await?;
+                if !locked.get(key).is_some_and(|c| c.retry_due) {
+                    // Swept meanwhile (by another instance), or released by an operator.
+                    return Ok(TxOutcome::Committed(TxStats::default()));
+                }
+                let mut items = Vec::new();
+                for message in retry::take(&mut tx, name, key).await? {
+                    let decoded = match self.decode_once(&message).await {
+                        Err(error) if error.is_transient() => return Err(Outage::Registry(error)),
+                        decoded => decoded,
+                    };
+                    items.push(Item { message, decoded });
+                }
+                taken = items;
+                (taken.as_slice(), Some(key))
+            }
+        };
+        let keys: BTreeSet<AggregateKey> = items
+            .iter()
+            .filter_map(|item| match &item.decoded {
+                Ok(event) => Some(event.aggregate()),
+                Err(_) => self.aggregate_of_raw(&item.message),
+            })
+            .chain(resumed.cloned())
+            .collect();
         let mut checkpoints = checkpoint::lock(&mut tx, name, &keys).await?;
+        db::bound_lock_waits(&mut tx, self.settings.lock_timeout).await?;
+        let outcome = self
+            .fold(&mut tx, items, resumed, &mut checkpoints, verdicts)
+            .await?;
+        if matches!(outcome, TxOutcome::Committed(_)) {
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Folds `items` into the read model inside `tx`, whose checkpoints of every aggregate
+    /// concerned are locked in `checkpoints`. `resumed` is the retrying aggregate whose
+    /// held events `items` are.
+    async fn fold(
+        &self,
+        tx: &mut PgConnection,
+        items: &[Item],
+        resumed: Option<&AggregateKey>,
+        checkpoints: &mut HashMap<AggregateKey, Checkpoint>,
+        verdicts: &HashMap<MessageId, Verdict>,
+    ) -> Result<TxOutcome, Outage> {
+        let name = self.projection.name();
+        let policy = self.settings.retry;
         let mut advanced = HashMap::new();
+        let mut retries = HashMap::new();
         let mut stats = TxStats::default();
-        for (index, item) in run.iter().enumerate() {
-            let Some(event) = item.event() else { continue };
+        if let Some(key) = resumed {
+            // Its held events are applied now; if one fails again it is held again.
+            checkpoints.entry(key.clone()).or_default().retrying = false;
+            retries.insert(key.clone(), RetryChange::Clear);
+        }
+        for item in items {
+            let event = match &item.decoded {
+                Ok(event) => event,
+                Err(error) => {
+                    // Never transient here (those were waited out): this message cannot
+                    // decode, however often it is tried.
+                    let aggregate = self.aggregate_of_raw(&item.message);
+                    let letter = DeadLetter {
+                        message: &item.message,
+                        aggregate: aggregate.clone(),
+                        sequence: header(&item.message, "sequence").and_then(|s| s.parse().ok()),
+                        reason: DeadLetterReason::Poison,
+                        error: format!("decode failed: {error}"),
+                        attempts: 1,
+                    };
+                    let id = self.record_dead_letter(tx, &letter).await?;
+                    if let Some(key) = aggregate {
+                        checkpoint::park(tx, name, &key, id).await?;
+                        checkpoints
+                            .entry(key)
+                            .or_default()
+                            .parked_by
+                            .get_or_insert(id);
+                    }
+                    stats.poison += 1;
+                    continue;
+                }
+            };
             let key = event.aggregate();
             let sequence = event.sequence();
             let checkpoint = checkpoints.entry(key.clone()).or_default();
@@ -728,11 +790,83 @@ impl Projector {
                     ),
                     attempts: 0,
                 };
-                dead_letter::record(&mut tx, name, &letter).await?;
+                self.record_dead_letter(tx, &letter).await?;
                 stats.parked += 1;
                 continue;
             }
-            if sequence > checkpoint.last_sequence + 1 {
+            if checkpoint.retrying {
+                retry::hold(tx, name, &key, Some(sequence), &item.message).await?;
+                stats.held += 1;
+                continue;
+            }
+            let expected = checkpoint.last_sequence + 1;
+            let verdict = verdicts.get(&item.id()).cloned().or_else(|| {
+                // A held event is never skipped: the ones before it are held too, or still
+                // to be redelivered, and are then held behind it.
+                (resumed.is_some() && sequence > expected).then(|| {
+                    Verdict::Hold(format!(
+                        "sequence gap: event {expected} has not arrived yet"
+                    ))
+                })
+            });
+            match verdict {
+                Some(Verdict::Hold(error))
+                    if checkpoint.retry_attempts + 1 < policy.max_attempts =>
+                {
+                    checkpoint.retrying = true;
+                    checkpoint.retry_attempts += 1;
+                    let attempts = checkpoint.retry_attempts;
+                    let delay = policy.backoff(attempts + 1);
+                    warn!(
+                        aggregate_type = key.aggregate_type,
+                        aggregate_id = key.aggregate_id,
+                        sequence,
+                        attempts,
+                        retry_in = ?delay,
+                        error,
+                        "event failed; its aggregate is held for a retry"
+                    );
+                    retry::hold(tx, name, &key, Some(sequence), &item.message).await?;
+                    retries.insert(
+                        key,
+                        RetryChange::Schedule {
+                            delay,
+                            attempts,
+                            error,
+                        },
+                    );
+                    stats.held += 1;
+                    continue;
+                }
+                Some(verdict) => {
+                    let attempts = checkpoint.retry_attempts + 1;
+                    let error = match verdict {
+                        Verdict::DeadLetter(error) => error,
+                        Verdict::Hold(error) => {
+                            format!("gave up after {attempts} attempts: {error}")
+                        }
+                    };
+                    let letter = DeadLetter {
+                        message: &item.message,
+                        aggregate: Some(key.clone()),
+                        sequence: Some(sequence),
+                        reason: DeadLetterReason::Poison,
+                        error,
+                        attempts,
+                    };
+                    let id = self.record_dead_letter(tx, &letter).await?;
+                    checkpoint::park(tx, name, &key, id).await?;
+                    checkpoint.parked_by = Some(id);
+                    checkpoint.retry_attempts = 0;
+                    if checkpoint.retrying || resumed == Some(&key) {
+                        retries.insert(key, RetryChange::Clear);
+                    }
+                    stats.poison += 1;
+                    continue;
+                }
+                None => {}
+            }
+            if sequence > expected {
                 // Never applied across a gap: the relay publishes at least once and, after
                 // any failed delivery, publishes the aggregate's unacknowledged events again
                 // from the first one, in order. The missing event and this one will come
@@ -741,53 +875,88 @@ impl Projector {
                 warn!(
                     aggregate_type = key.aggregate_type,
                     aggregate_id = key.aggregate_id,
-                    expected = checkpoint.last_sequence + 1,
+                    expected,
                     sequence,
                     "sequence gap: event skipped until the missing ones are redelivered"
                 );
                 stats.gaps += 1;
                 continue;
             }
-            match self.projection.apply(&mut tx, event).await {
+            match self.projection.apply(tx, event).await {
                 Ok(()) => {
                     checkpoint.last_sequence = sequence;
                     advanced.insert(key, sequence);
                     stats.applied += 1;
                 }
-                Err(ApplyError::Database(error)) if !is_data_error(&error) => return Err(error),
-                Err(error) => return Ok(TxOutcome::PoisonAt { index, error }),
+                Err(ApplyError::Database(error)) if database_failure(&error) == Failure::Outage => {
+                    return Err(Outage::Database(error));
+                }
+                Err(error) => {
+                    let reason = format!("apply failed: {error}");
+                    let verdict = match error.failure() {
+                        Failure::Permanent => Verdict::DeadLetter(reason),
+                        Failure::MayPass | Failure::Outage => Verdict::Hold(reason),
+                    };
+                    return Ok(TxOutcome::Refused {
+                        id: item.id(),
+                        verdict,
+                    });
+                }
             }
         }
-        checkpoint::advance(&mut tx, name, &advanced).await?;
-        checkpoint::notify(&mut tx, name, &advanced).await?;
-        tx.commit().await?;
+        checkpoint::advance(tx, name, &advanced).await?;
+        checkpoint::change_retries(tx, name, &retries).await?;
+        checkpoint::notify(tx, name, &advanced).await?;
         Ok(TxOutcome::Committed(stats))
     }
 
-    /// Bookkeeping after a commit: offsets, progress.
-    fn committed(&self, run: &[Item], stats: TxStats) {
-        let messages: Vec<&OwnedMessage> = run.iter().map(|item| &item.message).collect();
-        self.store_offsets(messages.iter().copied());
-        self.record_metrics(run, &stats);
+    /// Records a dead letter in the transaction that moves past it.
+    async fn record_dead_letter(
+        &self,
+        tx: &mut PgConnection,
+        letter: &DeadLetter<'_>,
+    ) -> Result<i64, sqlx::Error> {
+        error!(
+            reason = %letter.reason,
+            error = letter.error,
+            topic = letter.message.topic(),
+            partition = letter.message.partition(),
+            offset = letter.message.offset(),
+            aggregate = ?letter.aggregate,
+            "dead-lettering message"
+        );
+        dead_letter::record(tx, self.projection.name(), letter).await
+    }
+
+    /// The aggregate of a message that does not decode: its topic's aggregate type and its
+    /// key (the relay keys by aggregate id).
+    fn aggregate_of_raw(&self, message: &OwnedMessage) -> Option<AggregateKey> {
+        let kind = self.decoder.topic_kind(message.topic())?;
+        let id = std::str::from_utf8(message.key()?).ok()?;
+        Some(AggregateKey {
+            aggregate_type: kind.aggregate_type().to_owned(),
+            aggregate_id: id.to_owned(),
+        })
+    }
+
+    /// Bookkeeping after a commit: progress and counters.
+    fn committed(&self, stats: &TxStats) {
         self.progress.send_modify(|p| {
             p.applied += stats.applied;
             p.duplicates += stats.duplicates;
             p.gaps += stats.gaps;
-            p.dead_lettered += stats.parked;
+            p.held += stats.held;
+            p.dead_lettered += stats.dead_lettered();
             p.transactions += 1;
         });
-    }
-
-    /// `keel_projector_events_total{projection, outcome}` and the age of applied events
-    /// (occurred → visible in the read model). The lag per partition comes from
-    /// librdkafka's statistics ([`ProjectorContext::stats`]).
-    fn record_metrics(&self, run: &[Item], stats: &TxStats) {
         let projection = self.projection.name();
         for (outcome, count) in [
             ("applied", stats.applied),
             ("duplicate", stats.duplicates),
             ("gap", stats.gaps),
+            ("held", stats.held),
             ("parked", stats.parked),
+            ("poison", stats.poison),
         ] {
             if count > 0 {
                 metrics::counter!(
@@ -798,10 +967,30 @@ impl Projector {
                 .increment(count);
             }
         }
+        for (reason, count) in [
+            (DeadLetterReason::Poison, stats.poison),
+            (DeadLetterReason::Parked, stats.parked),
+        ] {
+            if count > 0 {
+                metrics::counter!(
+                    "keel_projector_dead_letters_total",
+                    "projection" => projection,
+                    "reason" => reason.to_string(),
+                )
+                .increment(count);
+            }
+        }
+    }
+
+    /// The age of a batch's events (occurred → visible in the read model). The lag per
+    /// partition comes from librdkafka's statistics ([`ProjectorContext::stats`]).
+    fn record_event_ages(&self, items: &[Item]) {
         let now = SystemClock.now();
-        let age =
-            metrics::histogram!("keel_projector_event_age_seconds", "projection" => projection);
-        for event in run.iter().filter_map(Item::event) {
+        let age = metrics::histogram!(
+            "keel_projector_event_age_seconds",
+            "projection" => self.projection.name()
+        );
+        for event in items.iter().filter_map(Item::event) {
             let micros = (now - event.metadata.occurred_at)
                 .num_microseconds()
                 .unwrap_or(0)

@@ -23,8 +23,11 @@ pub struct ProjectionStatus {
     pub projection: String,
     /// Source aggregates with a checkpoint.
     pub aggregates: i64,
-    /// Of those, how many are parked behind a dead letter (later events are not applied).
+    /// Of those, how many are parked behind a dead letter (later events are not applied
+    /// until an operator retries or skips it).
     pub parked_aggregates: i64,
+    /// Of those, how many wait for a retry (their events held, the others flowing on).
+    pub retrying_aggregates: i64,
     /// When a checkpoint last moved (`null` if none exists).
     pub last_checkpoint_at: Option<DateTime<Utc>>,
     /// Dead letters by reason (`poison`, `parked`); empty when there are none.
@@ -34,13 +37,16 @@ pub struct ProjectionStatus {
 /// Dead letters of one projection for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, FromRow)]
 pub struct DeadLetterCount {
-    /// `poison` (failed after retries) or `parked` (held behind a poison message).
+    /// `poison` (could never succeed, or failed every retry) or `parked` (held behind a
+    /// poison message).
     #[schema(example = "poison")]
     pub reason: String,
     /// How many.
     pub count: i64,
     /// How many are not yet copied to the dead-letter topic.
     pub unpublished: i64,
+    /// How many no operator has retried or skipped yet.
+    pub unresolved: i64,
     /// The most recent one.
     pub last_dead_lettered_at: DateTime<Utc>,
 }
@@ -50,6 +56,7 @@ struct CheckpointSummary {
     projection: String,
     aggregates: i64,
     parked_aggregates: i64,
+    retrying_aggregates: i64,
     last_checkpoint_at: Option<DateTime<Utc>>,
 }
 
@@ -73,6 +80,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
     let checkpoints: Vec<CheckpointSummary> = sqlx::query_as(
         "SELECT projection, count(*) AS aggregates, \
                 count(*) FILTER (WHERE parked_by IS NOT NULL) AS parked_aggregates, \
+                count(*) FILTER (WHERE retry_at IS NOT NULL) AS retrying_aggregates, \
                 max(updated_at) AS last_checkpoint_at \
          FROM read_model.checkpoints GROUP BY projection",
     )
@@ -81,6 +89,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
     let dead_letters: Vec<DeadLetterRow> = sqlx::query_as(
         "SELECT projection, reason, count(*) AS count, \
                 count(*) FILTER (WHERE published_at IS NULL) AS unpublished, \
+                count(*) FILTER (WHERE resolution IS NULL) AS unresolved, \
                 max(dead_lettered_at) AS last_dead_lettered_at \
          FROM read_model.dead_letters GROUP BY projection, reason ORDER BY projection, reason",
     )
@@ -96,6 +105,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
                 projection: summary.projection,
                 aggregates: summary.aggregates,
                 parked_aggregates: summary.parked_aggregates,
+                retrying_aggregates: summary.retrying_aggregates,
                 last_checkpoint_at: summary.last_checkpoint_at,
                 dead_letters: Vec::new(),
             },
@@ -108,6 +118,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
                 projection: row.projection,
                 aggregates: 0,
                 parked_aggregates: 0,
+                retrying_aggregates: 0,
                 last_checkpoint_at: None,
                 dead_letters: Vec::new(),
             })

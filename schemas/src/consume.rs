@@ -13,6 +13,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::error::SRCError;
 
 use crate::wire::{self, FrameError};
 use crate::{AggregateKind, EventMetadata, MappingError, catalog, decode_event_with_writer_schema};
@@ -68,7 +69,9 @@ pub enum DecodeError {
         id: u32,
         /// The registry client's error.
         message: String,
-        /// A network or server error, as opposed to an unknown id.
+        /// The registry could not answer (unreachable, an error status other than 404:
+        /// overloaded, unauthorized, failing), as opposed to answering that it has no
+        /// schema under this id, or a schema this client cannot parse.
         retriable: bool,
     },
     /// The writer schema is not a record this build has a contract for.
@@ -107,7 +110,11 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// True when the registry was unreachable: the message is not at fault.
+    /// True when the registry could not answer: the message is not at fault, and the
+    /// same message decodes once the registry is back. Every other error is permanent:
+    /// the bytes are not a Confluent frame, the registry confirms (404) that it has no
+    /// schema under the frame's id, the writer schema is not an event record of this
+    /// topic, or the datum does not fit its schema.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -116,6 +123,17 @@ impl DecodeError {
                 ..
             }
         )
+    }
+}
+
+/// Whether a registry lookup failed for a reason that passes: the client's own flag
+/// (unreachable, 502, 503), or any other HTTP error status but 404 Not Found, the one
+/// answer that says the id is unknown. The client reports the status only in its message.
+fn registry_error_is_transient(error: &SRCError) -> bool {
+    const STATUS: &str = "failed with status ";
+    match error.error.find(STATUS) {
+        Some(at) => !error.error[at + STATUS.len()..].starts_with("404"),
+        None => error.retriable,
     }
 }
 
@@ -200,7 +218,7 @@ impl EventDecoder {
             .await
             .map_err(|e| DecodeError::Registry {
                 id,
-                retriable: e.retriable,
+                retriable: registry_error_is_transient(&e),
                 message: e.to_string(),
             })?;
         let record = writer
@@ -240,5 +258,49 @@ impl EventDecoder {
             }
         };
         Ok((metadata, event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_404_or_an_unparsable_answer_makes_a_registry_failure_permanent() {
+        let status = |code: &str, retriable| {
+            SRCError::new(
+                &format!("HTTP request to schema registry failed with status {code}"),
+                None,
+                retriable,
+            )
+        };
+        assert!(!registry_error_is_transient(&status(
+            "404 Not Found",
+            false
+        )));
+        assert!(!registry_error_is_transient(
+            &status("404 Not Found", false).into_cache()
+        ));
+        for code in [
+            "500 Internal Server Error",
+            "401 Unauthorized",
+            "429 Too Many Requests",
+        ] {
+            assert!(registry_error_is_transient(&status(code, false)), "{code}");
+        }
+        assert!(registry_error_is_transient(&status(
+            "503 Service Unavailable",
+            true
+        )));
+        assert!(registry_error_is_transient(&SRCError::new(
+            "http call to schema registry failed",
+            Some("connection refused".into()),
+            true,
+        )));
+        assert!(!registry_error_is_transient(&SRCError::new(
+            "could not parse to RawRegisteredSchema",
+            None,
+            false,
+        )));
     }
 }

@@ -5,6 +5,9 @@
 //! keel-replay status                                  unfinished rebuilds only
 //! keel-replay rebuild orders [--batch-size 5000] [--workers 2] [--keep-old] [--restart] [--per-event]
 //! keel-replay rebuild stock --from kafka              in place, from the topics
+//! keel-replay dead-letters [--projection stock] [--all]   unresolved (or all) dead letters
+//! keel-replay retry-dead-letter 42 [--actor NAME]     put it (and its aggregate's) back
+//! keel-replay skip-dead-letter 42 --reason "…" [--actor NAME]
 //! ```
 //!
 //! Ctrl-C stops a rebuild after the batch in progress; running the same command again
@@ -21,7 +24,7 @@ use projections::config::DatabaseUrl;
 use projections::replay::source::EventStore;
 use projections::replay::status::projection_status;
 use projections::replay::{self, Fold, Phase, RebuildOptions, RebuildProgress, RebuildReport};
-use projections::{Projection, Settings, db};
+use projections::{Projection, Settings, db, operator};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "keel-replay",
     version,
-    about = "Inspect and rebuild keel's read models"
+    about = "Inspect and rebuild keel's read models, and answer their dead letters"
 )]
 struct Cli {
     /// Read-model database (default: KEEL_READ_MODEL_DATABASE_URL, KEEL_DATABASE_URL, then
@@ -75,6 +78,42 @@ enum Command {
         #[arg(long)]
         per_event: bool,
     },
+    /// Dead letters, newest first: id, where they were read, aggregate, reason, error and
+    /// how they were answered.
+    DeadLetters {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<Projection>,
+        /// Answered ones too.
+        #[arg(long)]
+        all: bool,
+        /// Most rows shown.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+    },
+    /// Puts a dead letter, and every unanswered one of its aggregate, back for the
+    /// projector to apply in order (within seconds; it is dead-lettered again if it still
+    /// fails).
+    RetryDeadLetter {
+        /// The dead letter that parks its aggregate.
+        id: i64,
+        /// Who answers (recorded on the dead letters).
+        #[arg(long, env = "USER", default_value = "keel-replay")]
+        actor: String,
+    },
+    /// Gives up on one dead letter's event: its aggregate moves past it, the events held
+    /// behind it are applied. The read model lacks its effect until the projection is
+    /// rebuilt from the event store.
+    SkipDeadLetter {
+        /// The dead letter that parks its aggregate.
+        id: i64,
+        /// Why (recorded on the dead letter).
+        #[arg(long)]
+        reason: String,
+        /// Who answers (recorded on the dead letters).
+        #[arg(long, env = "USER", default_value = "keel-replay")]
+        actor: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +153,21 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::List => list(&read_model, &store, false).await,
         Command::Status => list(&read_model, &store, true).await,
+        Command::DeadLetters {
+            projection,
+            all,
+            limit,
+        } => dead_letters(&read_model, projection, all, limit).await,
+        Command::RetryDeadLetter { id, actor } => {
+            let resolved = operator::retry(&read_model, id, &actor).await?;
+            print_resolved("retried", &resolved);
+            Ok(())
+        }
+        Command::SkipDeadLetter { id, reason, actor } => {
+            let resolved = operator::skip(&read_model, id, &actor, &reason).await?;
+            print_resolved("skipped", &resolved);
+            Ok(())
+        }
         Command::Rebuild {
             projection,
             from,
@@ -140,6 +194,69 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn dead_letters(
+    read_model: &PgPool,
+    projection: Option<Projection>,
+    all: bool,
+    limit: i64,
+) -> anyhow::Result<()> {
+    let letters = operator::list(read_model, projection, all, limit)
+        .await
+        .context("reading dead letters")?;
+    if letters.is_empty() {
+        println!("no dead letter");
+        return Ok(());
+    }
+    println!(
+        "{:>6} {:<10} {:<7} {:<40} {:>8} {:<28} answer / error",
+        "id", "projection", "reason", "aggregate", "sequence", "read from"
+    );
+    for letter in letters {
+        let aggregate = match (&letter.aggregate_type, &letter.aggregate_id) {
+            (Some(kind), Some(id)) => format!("{kind}/{id}"),
+            _ => "-".to_owned(),
+        };
+        let answer = match (&letter.resolution, &letter.resolved_by) {
+            (Some(resolution), Some(by)) => format!(
+                "{resolution} by {by}{}",
+                letter
+                    .resolution_reason
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!(": {r}"))
+            ),
+            _ => format!("{} attempt(s): {}", letter.attempts, letter.error),
+        };
+        println!(
+            "{:>6} {:<10} {:<7} {:<40} {:>8} {:<28} {answer}",
+            letter.id,
+            letter.projection,
+            letter.reason,
+            aggregate,
+            letter
+                .sequence
+                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            format!(
+                "{}[{}]@{}",
+                letter.topic, letter.kafka_partition, letter.kafka_offset
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn print_resolved(verb: &str, resolved: &operator::Resolved) {
+    println!(
+        "{verb} dead letter(s) {}; {} message(s) put back for the projector",
+        resolved
+            .dead_letters
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        resolved.requeued
+    );
 }
 
 fn init_logging() {

@@ -121,32 +121,59 @@ impl FromStr for Projection {
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The database refused a statement, or is unreachable (see [`ApplyError::is_poison`]).
+    /// The database refused a statement, or is unreachable (see [`ApplyError::failure`]).
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// The event does not fit the read model: it refers to an aggregate the projection has
-    /// never seen, or carries values out of range. The event stream is inconsistent with
-    /// what this projection applied, so the message is poison.
+    /// never seen, or carries values out of range.
     #[error("{0}")]
     Inconsistent(String),
 }
 
+/// What a failed apply says about the event, and so what the projector does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The database is unreachable or not in shape (connection lost, missing table,
+    /// permissions, shutting down): nothing is wrong with the event or its aggregate. The
+    /// whole batch waits it out and nothing is dead-lettered.
+    Outage,
+    /// The event's aggregate cannot be applied now but may be later: a row lock held too
+    /// long, a deadlock or serialization failure, a constraint or a reference the read
+    /// model does not satisfy yet (another topic may still deliver it). The aggregate is
+    /// held for a retry, off the hot path; the others flow on.
+    MayPass,
+    /// The event can never be applied (SQLSTATE class 22, data exception: a value out of
+    /// range, a malformed text): it is dead-lettered at once.
+    Permanent,
+}
+
 impl ApplyError {
-    /// True when the event itself is at fault, so retrying it cannot help and it must
-    /// eventually be dead-lettered: an [`ApplyError::Inconsistent`] event, or a statement
-    /// refused for its data (SQLSTATE class 22, data exception, or 23, integrity constraint
-    /// violation). Everything else (connection lost, deadlock, missing table, permissions)
-    /// is an outage or a deployment fault: it is retried until it ends and never
-    /// dead-letters a message.
-    pub fn is_poison(&self) -> bool {
+    /// Classifies the failure (see [`Failure`]).
+    pub fn failure(&self) -> Failure {
         match self {
-            Self::Database(error) => is_data_error(error),
-            Self::Inconsistent(_) => true,
+            Self::Inconsistent(_) => Failure::MayPass,
+            Self::Database(error) => database_failure(error),
         }
     }
 }
 
-/// Whether the database refused a statement because of the values it carried.
+/// Classifies a database error raised by a statement of one event's apply.
+pub fn database_failure(error: &sqlx::Error) -> Failure {
+    let sqlx::Error::Database(db) = error else {
+        return Failure::Outage;
+    };
+    match db.code().as_deref() {
+        Some(code) if code.starts_with("22") => Failure::Permanent,
+        // Integrity constraints; lock_not_available (lock_timeout), query_canceled
+        // (statement_timeout), serialization_failure, deadlock_detected.
+        Some(code) if code.starts_with("23") => Failure::MayPass,
+        Some("55P03" | "57014" | "40001" | "40P01") => Failure::MayPass,
+        _ => Failure::Outage,
+    }
+}
+
+/// Whether the database refused a statement because of the values it carried (SQLSTATE
+/// class 22 or 23), as opposed to being unreachable or not in shape.
 pub fn is_data_error(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => db

@@ -261,11 +261,14 @@ async fn empty_projection(pool: &PgPool, projection: Projection) -> Result<(), s
     sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
         .execute(&mut *tx)
         .await?;
-    sqlx::query(&format!(
-        "DELETE FROM {READ_MODEL_SCHEMA}.checkpoints WHERE projection = $1"
-    ))
-    .bind(projection.name())
-    .execute(&mut *tx)
-    .await?;
+    // The topics are read again from the start: held events come again with them.
+    for table in ["checkpoints", "retry_events"] {
+        sqlx::query(&format!(
+            "DELETE FROM {READ_MODEL_SCHEMA}.{table} WHERE projection = $1"
+        ))
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await
 }

@@ -385,6 +385,18 @@ pub async fn swap(
     .bind(name)
     .execute(&mut *connection)
     .await?;
+    // Events held for a retry may be newer than what the rebuild read: their aggregates
+    // stay retrying, due at once (what the new tables hold already is skipped then).
+    sqlx::query(&format!(
+        "INSERT INTO {live}.checkpoints AS c \
+             (projection, aggregate_type, aggregate_id, last_sequence, retry_at) \
+         SELECT DISTINCT $1, aggregate_type, aggregate_id, 0, now() \
+         FROM {live}.retry_events WHERE projection = $1 \
+         ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE SET retry_at = now()"
+    ))
+    .bind(name)
+    .execute(&mut *connection)
+    .await?;
 
     let old_schema =
         keep_old_suffix.map(|suffix| format!("{READ_MODEL_SCHEMA}_old_{name}_{suffix}"));

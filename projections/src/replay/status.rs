@@ -25,7 +25,7 @@ pub struct ProjectionStatus {
     pub events_in_store: u64,
     /// Events applied (checkpoints count from 1 without holes, so their sum).
     pub events_applied: u64,
-    /// Dead letters per reason.
+    /// Dead letters no operator has answered yet, per reason.
     pub dead_letters: BTreeMap<String, i64>,
     /// An unfinished rebuild, if any.
     pub rebuild: Option<RebuildStatus>,
@@ -73,8 +73,8 @@ pub async fn projection_status(
     .fetch_one(read_model)
     .await?;
     let dead_letters: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT reason, count(*) FROM read_model.dead_letters WHERE projection = $1 \
-         GROUP BY reason ORDER BY reason",
+        "SELECT reason, count(*) FROM read_model.dead_letters \
+         WHERE projection = $1 AND resolution IS NULL GROUP BY reason ORDER BY reason",
     )
     .bind(projection.name())
     .fetch_all(read_model)

@@ -11,6 +11,9 @@ mod support;
 
 mod batching;
 mod happy_path;
+mod held;
+mod outage;
 mod poison;
+mod poison_flood;
 mod redelivery;
 mod shutdown;

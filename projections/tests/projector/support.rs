@@ -154,6 +154,16 @@ impl Harness {
         }
     }
 
+    /// The name of the test's database.
+    pub fn database_name(&self) -> &str {
+        self.database.name()
+    }
+
+    /// The URL of the test's database (credentials included; never print it).
+    pub fn database_url(&self) -> &str {
+        self.database.url()
+    }
+
     /// The topic of `kind` under this test's prefix.
     pub fn topic(&self, kind: schemas::AggregateKind) -> String {
         kind.topic(&self.kafka.topic_prefix)
@@ -337,6 +347,7 @@ impl Harness {
                 initial_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_millis(100),
             },
+            lock_timeout: Duration::from_secs(2),
         }
     }
 
@@ -517,6 +528,71 @@ pub async fn dump_read_model(pool: &PgPool) -> BTreeMap<String, String> {
         dump.insert(table, rows);
     }
     dump
+}
+
+/// `on_hand` and `version` of `sku` in the stock read model, if it has a row.
+pub async fn stock(pool: &PgPool, sku: &str) -> Option<(i64, i64)> {
+    sqlx::query_as("SELECT on_hand, version FROM read_model.stock_levels WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(pool)
+        .await
+        .expect("read stock level")
+}
+
+/// Held events of `projection`, per aggregate id.
+pub async fn held_events(pool: &PgPool, projection: Projection) -> BTreeMap<String, i64> {
+    sqlx::query_as(
+        "SELECT aggregate_id, count(*) FROM read_model.retry_events \
+         WHERE projection = $1 GROUP BY 1",
+    )
+    .bind(projection.name())
+    .fetch_all(pool)
+    .await
+    .expect("read held events")
+    .into_iter()
+    .collect()
+}
+
+/// Polls `check` until it holds, or panics after [`WAIT`] naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A dead letter as the tests look at it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Letter {
+    pub id: i64,
+    pub aggregate_id: Option<String>,
+    pub sequence: Option<i64>,
+    pub reason: String,
+    pub error: String,
+    pub attempts: i32,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolution_reason: Option<String>,
+}
+
+/// Every dead letter of the test's database, oldest first.
+pub async fn letters(pool: &PgPool) -> Vec<Letter> {
+    sqlx::query_as(
+        "SELECT id, aggregate_id, sequence, reason, error, attempts, resolution, resolved_by, \
+                resolution_reason \
+         FROM read_model.dead_letters ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read dead letters")
 }
 
 // --- Kafka ----------------------------------------------------------------------------------

@@ -197,9 +197,9 @@ async fn projections_summarise_checkpoints_and_dead_letters() {
         &json!({"projections": []})
     );
     sqlx::query(
-        "INSERT INTO read_model.checkpoints (projection, aggregate_type, aggregate_id, last_sequence, parked_by, updated_at) \
-         VALUES ('orders', 'order', 'a', 3, NULL, $1), ('orders', 'inventory', 'SKU-1', 2, NULL, $2), \
-                ('orders', 'payment', 'p', 1, 1, $1), ('stock', 'inventory', 'SKU-1', 2, NULL, $1)",
+        "INSERT INTO read_model.checkpoints (projection, aggregate_type, aggregate_id, last_sequence, parked_by, updated_at, retry_at) \
+         VALUES ('orders', 'order', 'a', 3, NULL, $1, NULL), ('orders', 'inventory', 'SKU-1', 2, NULL, $2, NULL), \
+                ('orders', 'payment', 'p', 1, 1, $1, NULL), ('stock', 'inventory', 'SKU-1', 2, NULL, $1, $1)",
     )
     .bind(at(10))
     .bind(at(20))
@@ -208,11 +208,11 @@ async fn projections_summarise_checkpoints_and_dead_letters() {
     .expect("insert checkpoints");
     sqlx::query(
         "INSERT INTO read_model.dead_letters (projection, topic, kafka_partition, kafka_offset, reason, \
-             error, attempts, dead_lettered_at, published_at) \
-         VALUES ('orders', 'keel.payment', 0, 7, 'poison', 'bad', 5, $1, $2), \
-                ('orders', 'keel.payment', 0, 8, 'parked', 'behind 7', 0, $2, NULL), \
-                ('orders', 'keel.payment', 0, 9, 'parked', 'behind 7', 0, $3, NULL), \
-                ('payments', 'keel.payment', 1, 3, 'poison', 'bad', 5, $1, NULL)",
+             error, attempts, dead_lettered_at, published_at, resolution, resolved_at, resolved_by) \
+         VALUES ('orders', 'keel.payment', 0, 7, 'poison', 'bad', 5, $1, $2, NULL, NULL, NULL), \
+                ('orders', 'keel.payment', 0, 8, 'parked', 'behind 7', 0, $2, NULL, NULL, NULL, NULL), \
+                ('orders', 'keel.payment', 0, 9, 'parked', 'behind 7', 0, $3, NULL, NULL, NULL, NULL), \
+                ('payments', 'keel.payment', 1, 3, 'poison', 'bad', 5, $1, NULL, 'skipped', $3, 'ops')",
     )
     .bind(at(30))
     .bind(at(31))
@@ -228,21 +228,24 @@ async fn projections_summarise_checkpoints_and_dead_letters() {
         &json!({"projections": [
             {
                 "projection": "orders", "aggregates": 3, "parked_aggregates": 1,
+                "retrying_aggregates": 0,
                 "last_checkpoint_at": at_json(20),
                 "dead_letters": [
-                    {"reason": "parked", "count": 2, "unpublished": 2, "last_dead_lettered_at": at_json(32)},
-                    {"reason": "poison", "count": 1, "unpublished": 0, "last_dead_lettered_at": at_json(30)},
+                    {"reason": "parked", "count": 2, "unpublished": 2, "unresolved": 2, "last_dead_lettered_at": at_json(32)},
+                    {"reason": "poison", "count": 1, "unpublished": 0, "unresolved": 1, "last_dead_lettered_at": at_json(30)},
                 ],
             },
             {
                 "projection": "payments", "aggregates": 0, "parked_aggregates": 0,
+                "retrying_aggregates": 0,
                 "last_checkpoint_at": null,
                 "dead_letters": [
-                    {"reason": "poison", "count": 1, "unpublished": 1, "last_dead_lettered_at": at_json(30)},
+                    {"reason": "poison", "count": 1, "unpublished": 1, "unresolved": 0, "last_dead_lettered_at": at_json(30)},
                 ],
             },
             {
                 "projection": "stock", "aggregates": 1, "parked_aggregates": 0,
+                "retrying_aggregates": 1,
                 "last_checkpoint_at": at_json(10),
                 "dead_letters": [],
             },
