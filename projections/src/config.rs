@@ -17,7 +17,8 @@
 //! | `KEEL_PROJECTOR_RETRY_BACKOFF_MS` | `200` | first retry delay; doubles per attempt |
 //! | `KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS` | `10000` | longest retry delay |
 //! | `KEEL_PROJECTOR_LOCK_TIMEOUT_MS` | `2000` | longest wait for a read-model row lock; past it the event's aggregate is held for a retry |
-//! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
+//! | `KEEL_PROJECTOR_INSTANCE_ID` | — | static group membership: a name unique to this instance and stable across its restarts (`group.instance.id` = `<id>.<projection>`); unset = dynamic membership |
+//! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout: how long a killed instance's partitions wait when it does not come back |
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
 //! | `KEEL_METRICS_ADDR` | `127.0.0.1:9103` | `/metrics` listener (port 0 picks a free port) |
@@ -66,12 +67,26 @@ pub struct ProjectorSettings {
     pub retry: RetryPolicy,
     /// Longest wait for a row lock while applying (`lock_timeout`).
     pub lock_timeout: Duration,
+    /// This instance's stable name, for static group membership (see
+    /// [`ProjectorSettings::group_instance_id`]); `None` = dynamic membership.
+    pub instance_id: Option<String>,
 }
 
 impl ProjectorSettings {
     /// The consumer group of `projection`.
     pub fn group_id(&self, projection: Projection) -> String {
         format!("{}.{}", self.group_prefix, projection.name())
+    }
+
+    /// `group.instance.id` of `projection`'s consumer, when the instance has a stable name.
+    /// A member with one is *static*: restarted after a crash, it takes its partitions back
+    /// at once, where a dynamic member's replacement waits for the dead member's session to
+    /// expire. The price: a static member that stops for good keeps its partitions until
+    /// its session times out, even after a clean shutdown (it does not leave the group).
+    pub fn group_instance_id(&self, projection: Projection) -> Option<String> {
+        self.instance_id
+            .as_ref()
+            .map(|id| format!("{id}.{}", projection.name()))
     }
 }
 
@@ -193,6 +208,7 @@ impl Settings {
                 lock_timeout: env
                     .positive_millis("KEEL_PROJECTOR_LOCK_TIMEOUT_MS")?
                     .unwrap_or(Duration::from_secs(2)),
+                instance_id: env.text("KEEL_PROJECTOR_INSTANCE_ID"),
             },
             projections: projections(env, "KEEL_PROJECTIONS")?,
             shutdown_timeout: env
@@ -264,6 +280,7 @@ mod tests {
         );
         assert_eq!(s.projector.retry, RetryPolicy::default());
         assert_eq!(s.projector.lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.projector.group_instance_id(Projection::Stock), None);
     }
 
     #[test]
@@ -279,6 +296,7 @@ mod tests {
             ("KEEL_PROJECTOR_BATCH_SIZE", "42"),
             ("KEEL_PROJECTOR_MAX_ATTEMPTS", "2"),
             ("KEEL_PROJECTOR_LOCK_TIMEOUT_MS", "250"),
+            ("KEEL_PROJECTOR_INSTANCE_ID", "projections-0"),
             ("KEEL_LOG_FORMAT", "json"),
         ])
         .unwrap();
@@ -288,6 +306,10 @@ mod tests {
         assert_eq!(s.projector.batch_size, 42);
         assert_eq!(s.projector.retry.max_attempts, 2);
         assert_eq!(s.projector.lock_timeout, Duration::from_millis(250));
+        assert_eq!(
+            s.projector.group_instance_id(Projection::Stock).as_deref(),
+            Some("projections-0.stock")
+        );
         assert_eq!(s.telemetry.format, LogFormat::Json);
     }
 

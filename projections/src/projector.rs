@@ -135,8 +135,11 @@ struct ProjectorContext {
 /// operator, may have left some).
 const IDLE_RETRY_SWEEP: Duration = Duration::from_secs(5);
 
-/// Retrying aggregates taken per look.
+/// Retrying aggregates taken per round.
 const RETRY_SWEEP_LIMIT: i64 = 100;
+
+/// The pause between two rounds of due retries, for the consumer's sake.
+const NEXT_RETRY_ROUND: Duration = Duration::from_millis(10);
 
 /// How often librdkafka reports statistics (the source of the lag gauge).
 const STATISTICS_INTERVAL_MS: &str = "5000";
@@ -339,7 +342,11 @@ impl Projector {
             projection: projection.name(),
             rebalances: AtomicU64::new(0),
         };
-        let consumer: StreamConsumer<ProjectorContext> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        if let Some(instance) = settings.group_instance_id(projection) {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<ProjectorContext> = config
             .set("bootstrap.servers", &kafka.brokers)
             .set("group.id", &group_id)
             .set("client.id", format!("keel-projector-{}", projection.name()))
@@ -607,36 +614,36 @@ impl Projector {
             .map(|(metadata, event)| ProjectedEvent { metadata, event })
     }
 
-    /// Applies the retrying aggregates whose retry is due, until none is. Returns how long
-    /// until the next look (the earliest retry not yet due, at most [`IDLE_RETRY_SWEEP`])
-    /// and whether anything was dead-lettered.
+    /// Applies the retrying aggregates whose retry is due (one round, so that consuming
+    /// goes on between rounds). Returns how long until the next look (soon when something
+    /// was due; else the earliest retry not yet due, at most [`IDLE_RETRY_SWEEP`]) and
+    /// whether anything was dead-lettered.
     async fn sweep_retries(
         &self,
         shutdown: &CancellationToken,
     ) -> Result<(Duration, bool), Interrupted> {
         let name = self.projection.name();
-        let mut dead_lettered = false;
-        loop {
-            let pending = match retry::pending(&self.pool, name, RETRY_SWEEP_LIMIT).await {
-                Ok(pending) => pending,
-                Err(error) => {
-                    warn!(%error, "looking for due retries failed; looking again later");
-                    return Ok((self.settings.retry.backoff(2), dead_lettered));
-                }
-            };
-            metrics::gauge!("keel_projector_retrying_aggregates", "projection" => name)
-                .set(pending.retrying as f64);
-            if pending.due.is_empty() {
-                let next = pending
-                    .next_in
-                    .map_or(IDLE_RETRY_SWEEP, |next| next.min(IDLE_RETRY_SWEEP));
-                return Ok((next, dead_lettered));
+        let pending = match retry::pending(&self.pool, name, RETRY_SWEEP_LIMIT).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                warn!(%error, "looking for due retries failed; looking again later");
+                return Ok((self.settings.retry.backoff(2), false));
             }
-            for key in &pending.due {
-                let stats = self.run_work(Work::Retry(key), shutdown).await?;
-                dead_lettered |= stats.dead_lettered() > 0;
-            }
+        };
+        metrics::gauge!("keel_projector_retrying_aggregates", "projection" => name)
+            .set(pending.retrying as f64);
+        if pending.due.is_empty() {
+            let next = pending
+                .next_in
+                .map_or(IDLE_RETRY_SWEEP, |next| next.min(IDLE_RETRY_SWEEP));
+            return Ok((next, false));
         }
+        let mut dead_lettered = false;
+        for key in &pending.due {
+            let stats = self.run_work(Work::Retry(key), shutdown).await?;
+            dead_lettered |= stats.dead_lettered() > 0;
+        }
+        Ok((NEXT_RETRY_ROUND, dead_lettered))
     }
 
     /// Runs `work` in one transaction until it commits: a refused event gets its verdict

@@ -74,6 +74,8 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[
             ("KEEL_LOG_FORMAT", "pretty"),
             ("KEEL_METRICS_ADDR", "127.0.0.1:9103"),
+            // One projector on this machine: a restart takes its partitions back at once.
+            ("KEEL_PROJECTOR_INSTANCE_ID", "local-projector"),
         ],
     },
     PlatformService {

@@ -13,8 +13,17 @@ use schemas::AggregateKind;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::support::{
-    Harness, RunningProjector, eventually, held_events, letters, producer, stock,
+    Harness, RunningProjector, eventually, held_events, letters, producer, spawn_projector, stock,
 };
+
+/// The projector process's settings for held aggregates (as [`settings`]).
+const QUICK_RETRIES: &[(&str, &str)] = &[
+    ("KEEL_PROJECTOR_LOCK_TIMEOUT_MS", "100"),
+    ("KEEL_PROJECTOR_MAX_ATTEMPTS", "1000"),
+    ("KEEL_PROJECTOR_RETRY_BACKOFF_MS", "20"),
+    ("KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS", "100"),
+    ("KEEL_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+];
 
 /// Settings for held aggregates: a short lock timeout and quick retries.
 fn settings(harness: &Harness, max_attempts: u32) -> ProjectorSettings {
@@ -251,7 +260,7 @@ async fn a_projector_killed_while_aggregates_are_held_loses_nothing_and_applies_
     harness.add_stock("SKU-HELD", 10).await;
     harness.add_stock("SKU-FREE", 1).await;
     let group_prefix = test_support::unique_name("proj-kill");
-    let mut process = spawn_projector(&harness, &group_prefix);
+    let mut process = spawn_projector(&harness, &group_prefix, None, QUICK_RETRIES);
     eventually(
         "the first events applied by the projector process",
         || async {
@@ -269,13 +278,12 @@ async fn a_projector_killed_while_aggregates_are_held_loses_nothing_and_applies_
             && stock(&pool, "SKU-FREE").await == Some((3, 2))
     })
     .await;
-    process.kill().expect("SIGKILL the projector");
-    process.wait().expect("reap the projector");
+    process.kill();
     lock.rollback().await.expect("release the lock");
 
     harness.add_stock("SKU-HELD", 100).await;
     harness.add_stock("SKU-FREE", 4).await;
-    let mut process = spawn_projector(&harness, &group_prefix);
+    let process = spawn_projector(&harness, &group_prefix, None, QUICK_RETRIES);
     eventually("every event applied once after the restart", || async {
         stock(&pool, "SKU-HELD").await == Some((122, 4))
             && stock(&pool, "SKU-FREE").await == Some((7, 3))
@@ -284,34 +292,6 @@ async fn a_projector_killed_while_aggregates_are_held_loses_nothing_and_applies_
     assert!(held_events(&pool, Projection::Stock).await.is_empty());
     assert!(letters(&pool).await.is_empty());
     crate::support::assert_checkpoints_match_event_store(&harness, Projection::Stock).await;
-    let _ = process.kill();
-    let _ = process.wait();
+    drop(process);
     harness.finish().await;
-}
-
-/// The projector binary on the test's database and topics, projection `stock` only.
-fn spawn_projector(harness: &Harness, group_prefix: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_projections"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "error")
-        .env("KEEL_READ_MODEL_DATABASE_URL", harness.database_url())
-        .env("KEEL_KAFKA_BROKERS", &harness.kafka.brokers)
-        .env(
-            "KEEL_SCHEMA_REGISTRY_URL",
-            &harness.kafka.schema_registry_url,
-        )
-        .env("KEEL_TOPIC_PREFIX", &harness.kafka.topic_prefix)
-        .env("KEEL_TOPIC_PARTITIONS", "1")
-        .env("KEEL_PROJECTIONS", "stock")
-        .env("KEEL_PROJECTOR_GROUP_PREFIX", group_prefix)
-        .env("KEEL_PROJECTOR_LOCK_TIMEOUT_MS", "100")
-        .env("KEEL_PROJECTOR_MAX_ATTEMPTS", "1000")
-        .env("KEEL_PROJECTOR_RETRY_BACKOFF_MS", "20")
-        .env("KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS", "100")
-        .env("KEEL_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS", "200")
-        .env("KEEL_METRICS_ADDR", "127.0.0.1:0")
-        .spawn()
-        .expect("start the projector binary")
 }

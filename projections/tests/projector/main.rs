@@ -10,6 +10,7 @@
 mod support;
 
 mod batching;
+mod crash;
 mod happy_path;
 mod held;
 mod outage;

@@ -348,6 +348,7 @@ impl Harness {
                 max_backoff: Duration::from_millis(100),
             },
             lock_timeout: Duration::from_secs(2),
+            instance_id: None,
         }
     }
 
@@ -528,6 +529,75 @@ pub async fn dump_read_model(pool: &PgPool) -> BTreeMap<String, String> {
         dump.insert(table, rows);
     }
     dump
+}
+
+/// A projector process, killed (SIGKILL) when dropped, so a failed test leaves none behind.
+pub struct ProjectorProcess(std::process::Child);
+
+impl ProjectorProcess {
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL the projector");
+        self.0.wait().expect("reap the projector");
+    }
+}
+
+impl Drop for ProjectorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The projector binary on the test's database and topics, projection `stock` only, in
+/// consumer group `<group_prefix>.stock`, as static member `<instance>.stock` when given;
+/// `env` adds or overrides settings.
+pub fn spawn_projector(
+    harness: &Harness,
+    group_prefix: &str,
+    instance: Option<&str>,
+    env: &[(&str, &str)],
+) -> ProjectorProcess {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_projections"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "error")
+        .env("KEEL_READ_MODEL_DATABASE_URL", harness.database_url())
+        .env("KEEL_KAFKA_BROKERS", &harness.kafka.brokers)
+        .env(
+            "KEEL_SCHEMA_REGISTRY_URL",
+            &harness.kafka.schema_registry_url,
+        )
+        .env("KEEL_TOPIC_PREFIX", &harness.kafka.topic_prefix)
+        .env(
+            "KEEL_TOPIC_PARTITIONS",
+            harness.kafka.topic_partitions.to_string(),
+        )
+        .env("KEEL_PROJECTIONS", "stock")
+        .env("KEEL_PROJECTOR_GROUP_PREFIX", group_prefix)
+        .env("KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS", "200")
+        .env("KEEL_METRICS_ADDR", "127.0.0.1:0");
+    if let Some(instance) = instance {
+        command.env("KEEL_PROJECTOR_INSTANCE_ID", instance);
+    }
+    ProjectorProcess(
+        command
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("start the projector binary"),
+    )
+}
+
+/// Events the `stock` projection has applied, by its checkpoints.
+pub async fn stock_events_applied(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(last_sequence), 0)::bigint FROM read_model.checkpoints \
+         WHERE projection = 'stock'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("sum checkpoints")
 }
 
 /// `on_hand` and `version` of `sku` in the stock read model, if it has a row.
