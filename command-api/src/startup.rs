@@ -104,6 +104,7 @@ pub struct Application {
     router: Router,
     pool: PgPool,
     shutdown_grace: Duration,
+    edge_limits: ops::edge::EdgeLimits,
 }
 
 impl Application {
@@ -172,6 +173,7 @@ impl Application {
             router,
             pool,
             shutdown_grace: settings.http.shutdown_grace,
+            edge_limits: ops::edge::EdgeLimits::from(&settings.http),
         })
     }
 
@@ -195,6 +197,7 @@ impl Application {
             self.router,
             shutdown,
             self.shutdown_grace,
+            self.edge_limits,
         )
         .await;
         ops::lifecycle::close_pool(&self.pool, POOL_CLOSE_TIMEOUT).await;

@@ -2,11 +2,12 @@
 //! agree with its SQL, in one crate so that a change to a table and to its readers is one
 //! change.
 //!
-//! - [`MIGRATOR`] / [`migrate`]: events, snapshots, idempotency keys, outbox and hash
-//!   chain (`migrations/`). The command API applies them at start-up; every other reader
+//! - [`MIGRATOR`] / [`migrate`]: events, snapshots, idempotency keys, outbox, hash chain
+//!   and the appender marker the log's horizon reads (`migrations/`). The command API applies them at start-up; every other reader
 //!   only reads.
 //! - [`log`]: the one reader of the global log in commit order, which never steps over an
-//!   event that commits late (invariant 4, `docs/adr/0002-outbox-and-global-position.md`).
+//!   event that commits late (invariant 4, `docs/adr/0002-outbox-and-global-position.md`)
+//!   and waits only for transactions that append (`docs/adr/0008-global-log-horizon.md`).
 //!   The replay, the audit trail and the tests read through it.
 //! - [`stream`]: one aggregate's events in sequence order, its version now or at a time.
 //! - [`hash_chain`]: the per-stream hash chain's definition in Rust, next to the trigger

@@ -1,14 +1,25 @@
 //! The global log: every stored event in commit order, read so that no event is ever
 //! stepped over because its transaction committed late (invariant 4, design in
-//! `docs/adr/0002-outbox-and-global-position.md`).
+//! `docs/adr/0002-outbox-and-global-position.md` and `docs/adr/0008-global-log-horizon.md`).
 //!
 //! `global_position` comes from an identity, handed out when a row is inserted, not when it
 //! commits: a transaction that started first can commit after one that started later, and a
 //! reader that went by `global_position` alone would already have moved past it. So the log
 //! is ordered by `(transaction_id, global_position)` — `transaction_id` is the appending
-//! transaction's `xid8` — and a read stops below the oldest transaction still running
-//! (`pg_snapshot_xmin`): whatever is not returned yet commits after the cursor, never
+//! transaction's `xid8` — and a read stops at a horizon below which every appending
+//! transaction has finished: whatever is not returned yet commits after the cursor, never
 //! before it.
+//!
+//! The horizon is the oldest xid, among those running at the read's snapshot, that is an
+//! appender's (it holds the marker [`APPENDER_LOCK`], taken by a statement trigger before
+//! its first event gets an xid, `migrations/0012_global_log_horizon.sql`) or that has
+//! finished since the snapshot was taken (its events, if any, are invisible to the read);
+//! the snapshot's `xmax` if there is none. A long transaction that appends nothing — in this
+//! database or any other — does not hold readers back; an open append does.
+//!
+//! The marker is read from `pg_locks`, which a hot standby does not fill with the primary's
+//! locks: there every running xid looks finished and the horizon falls back to the oldest
+//! running transaction (`pg_snapshot_xmin`), still safe.
 
 use std::fmt;
 
@@ -122,9 +133,59 @@ impl LogFilter {
     }
 }
 
+/// The marker every appending transaction holds (transaction-level advisory lock, shared,
+/// keys `(class, key)`): taken by the trigger of `migrations/0012_global_log_horizon.sql`,
+/// which must use the same keys. Class `0x6b6c_6f67` is "klog"; nothing else uses it.
+pub const APPENDER_LOCK: (i32, i32) = (0x6b6c_6f67, 1);
+
+/// The read's horizon, computed in the statement's own snapshot (the one its scan of `events`
+/// uses) from one reading of `pg_locks`, taken while the statement runs, after that snapshot.
+/// One reading, because a transaction seen running in one and gone from a second would be
+/// neither "finished" nor "appender".
+///
+/// A running xid of the snapshot that holds no `transactionid` lock now has finished since
+/// the snapshot (or holds none yet, in the instant its xid is being assigned): it counts like
+/// an appender, because the snapshot may not see its events. Only a running transaction's own
+/// xid is locked `ExclusiveLock` (waiters hold `ShareLock` on others'). The marker's
+/// `database` confines appenders to this database; xids and snapshots are cluster-wide.
+fn horizon_cte() -> String {
+    let (class, key) = APPENDER_LOCK;
+    format!(
+        "WITH snapshot AS MATERIALIZED ( \
+             SELECT pg_current_snapshot() AS snapshot \
+         ), locks AS MATERIALIZED ( \
+             SELECT locktype, mode, database, classid, objid, objsubid, virtualtransaction, \
+                    transactionid \
+               FROM pg_locks \
+              WHERE granted AND locktype IN ('advisory', 'transactionid') \
+         ), own_xids AS MATERIALIZED ( \
+             SELECT virtualtransaction, transactionid FROM locks \
+              WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' \
+         ), appender_xids AS MATERIALIZED ( \
+             SELECT own_xids.transactionid \
+               FROM locks AS marker JOIN own_xids USING (virtualtransaction) \
+              WHERE marker.locktype = 'advisory' AND marker.mode = 'ShareLock' \
+                AND marker.database = (SELECT oid FROM pg_database \
+                                        WHERE datname = current_database()) \
+                AND marker.classid::bigint = {class} AND marker.objid::bigint = {key} \
+                AND marker.objsubid = 2 \
+         ), horizon AS MATERIALIZED ( \
+             SELECT coalesce( \
+                      (SELECT min(running) FROM pg_snapshot_xip(snapshot) AS running \
+                        WHERE NOT EXISTS (SELECT 1 FROM own_xids \
+                                           WHERE own_xids.transactionid = xid(running)) \
+                           OR EXISTS (SELECT 1 FROM appender_xids \
+                                       WHERE appender_xids.transactionid = xid(running))), \
+                      pg_snapshot_xmax(snapshot)) AS horizon \
+               FROM snapshot \
+         ) "
+    )
+}
+
 /// Up to `limit` events matching `filter` after `after`, in commit order, only from
-/// transactions older than every transaction still running. An event not returned yet
-/// because its transaction is open will come after the cursor, never before it.
+/// transactions below the horizon: every appending transaction below it has finished, so an
+/// event not returned yet because its transaction is open will come after the cursor, never
+/// before it. Long transactions that append nothing do not hold the read back.
 ///
 /// # Errors
 /// Database errors.
@@ -135,9 +196,10 @@ pub async fn read_after<'e>(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let mut query = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {COLUMNS} FROM events \
-         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND (transaction_id, global_position) > ("
+        "{horizon} SELECT {COLUMNS} FROM events \
+         WHERE transaction_id < (SELECT horizon FROM horizon) \
+           AND (transaction_id, global_position) > (",
+        horizon = horizon_cte(),
     ));
     query
         .push_bind(after.transaction_id.to_string())

@@ -10,7 +10,8 @@
 //! - [`gate`]: the one HTTP middleware that applies the last two, in that order of checks.
 //! - [`health`]: `/health/live` and the pieces of every `/health/ready`.
 //! - [`lifecycle`]: shutdown signals, a cancellation token they fire, retry until a
-//!   dependency is ready.
+//!   dependency is ready, the HTTP server loop with its drain; [`edge`]: the request head's
+//!   bounds and problem documents for what is refused before routing.
 //! - [`problem`]: the one problem document of every error answer, and the safety net that
 //!   gives every error response one.
 //! - [`params`]: strict path and query parameters of GET routes, page limits, cursors.
@@ -23,6 +24,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod edge;
 pub mod env;
 pub mod gate;
 pub mod health;

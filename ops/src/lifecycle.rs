@@ -1,11 +1,19 @@
 //! How every process starts and stops: the shutdown signals, a cancellation token they
-//! fire, and waiting for a dependency (broker, registry) that is not up yet instead of
-//! exiting.
+//! fire, waiting for a dependency (broker, registry) that is not up yet instead of
+//! exiting, and the HTTP server loop of both APIs with its bounded drain.
 
 use std::future::Future;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::edge::{EdgeIo, EdgeLimits};
 
 /// Completes on Ctrl-C or SIGTERM, logging which one arrived. If a signal cannot be
 /// listened for, that is logged and only the other one stops the process.
@@ -82,37 +90,68 @@ where
 /// connections and lets in-flight requests finish for at most `grace`, after which they
 /// are dropped (their transactions roll back unless already committed). Peer addresses are
 /// available to handlers (`ConnectInfo<SocketAddr>`: the rate limit keys anonymous clients
-/// by them).
+/// by them). Request heads are bounded by `limits`, and every refusal at the edge is a
+/// problem document (see [`crate::edge`]).
+///
+/// HTTP/1.1 only, as before (axum's `http2` feature is off).
 ///
 /// # Errors
-/// If the server fails.
+/// Never today: accept errors (out of file descriptors, …) are logged and retried.
 pub async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    limits: EdgeLimits,
 ) -> std::io::Result<()> {
-    let stop_accepting = CancellationToken::new();
-    let serve = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { serve.await });
-    tokio::select! {
-        finished = &mut server => return finished.map_err(std::io::Error::other)?,
-        () = shutdown => {}
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        limits,
+        crate::edge::limit_head,
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(limits.head_buffer_bytes());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // As axum::serve does: a full descriptor table must not end the server.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(EdgeIo::new(stream, limits)), service));
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
     }
+    drop(listener);
     tracing::info!(?grace, "shutting down: draining in-flight requests");
-    stop_accepting.cancel();
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(finished) => finished.map_err(std::io::Error::other)?,
-        Err(_) => {
-            tracing::warn!(?grace, "drain deadline passed: aborting in-flight requests");
-            server.abort();
-            Ok(())
-        }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?grace, "drain deadline passed: aborting in-flight requests");
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Closes `pool`, waiting at most `timeout`: requests cut off by a drain deadline may still

@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | `KEEL_HTTP_ADDR` | per service | listen address (port 0 picks a free port) |
 //! | `KEEL_HTTP_BODY_LIMIT_BYTES` | `65536` | largest accepted request body |
+//! | `KEEL_HTTP_MAX_HEADER_BYTES` | `16384` | largest accepted request headers, all lines together (more: 431) |
+//! | `KEEL_HTTP_MAX_URI_BYTES` | `8192` | longest accepted request target (more: 414) |
 //! | `KEEL_HTTP_REQUEST_TIMEOUT_SECS` | `10` | a request still running after this is answered 503 |
 //! | `KEEL_SHUTDOWN_GRACE_SECS` | `20` | after SIGTERM/Ctrl-C, how long in-flight requests may drain |
 //! | `KEEL_AUTH…`, `KEEL_RATE_LIMIT…` | see [`AuthSettings`], [`RateLimitSettings`] | bearer tokens, per-client quotas |
@@ -29,6 +31,10 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Largest accepted request headers, in bytes (names, values and line framing).
+    pub max_header_bytes: usize,
+    /// Longest accepted request target (path and query), in bytes.
+    pub max_uri_bytes: usize,
     /// Upper bound on handling one request.
     pub request_timeout: Duration,
     /// How long in-flight requests may drain after a shutdown signal.
@@ -46,6 +52,8 @@ impl HttpSettings {
         Self {
             addr,
             body_limit_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             auth: AuthSettings::Disabled,
@@ -64,6 +72,12 @@ impl HttpSettings {
         }
         if let Some(limit) = env.positive("KEEL_HTTP_BODY_LIMIT_BYTES")? {
             self.body_limit_bytes = limit;
+        }
+        if let Some(limit) = env.positive("KEEL_HTTP_MAX_HEADER_BYTES")? {
+            self.max_header_bytes = limit;
+        }
+        if let Some(limit) = env.positive("KEEL_HTTP_MAX_URI_BYTES")? {
+            self.max_uri_bytes = limit;
         }
         if let Some(timeout) = env.positive_secs("KEEL_HTTP_REQUEST_TIMEOUT_SECS")? {
             self.request_timeout = timeout;
@@ -142,6 +156,8 @@ mod tests {
         let http = read(&[], |env| HttpSettings::new(addr).read(env)).unwrap();
         assert_eq!(http.addr, addr);
         assert_eq!(http.body_limit_bytes, 65536);
+        assert_eq!(http.max_header_bytes, 16384);
+        assert_eq!(http.max_uri_bytes, 8192);
         assert_eq!(http.request_timeout, Duration::from_secs(10));
         assert_eq!(http.shutdown_grace, Duration::from_secs(20));
         let limit = http.rate_limit.unwrap();
@@ -157,6 +173,8 @@ mod tests {
         let vars = [
             ("KEEL_HTTP_ADDR", "0.0.0.0:9000"),
             ("KEEL_HTTP_BODY_LIMIT_BYTES", "1024"),
+            ("KEEL_HTTP_MAX_HEADER_BYTES", "4096"),
+            ("KEEL_HTTP_MAX_URI_BYTES", "2048"),
             ("KEEL_HTTP_REQUEST_TIMEOUT_SECS", "5"),
             ("KEEL_SHUTDOWN_GRACE_SECS", "0"),
             ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
@@ -168,6 +186,7 @@ mod tests {
         let http = read(&vars, |env| HttpSettings::new(addr).read(env)).unwrap();
         assert_eq!(http.addr.port(), 9000);
         assert_eq!(http.body_limit_bytes, 1024);
+        assert_eq!((http.max_header_bytes, http.max_uri_bytes), (4096, 2048));
         assert_eq!(http.request_timeout, Duration::from_secs(5));
         assert_eq!(http.shutdown_grace, Duration::ZERO);
         assert!(http.rate_limit.is_none());
@@ -184,6 +203,8 @@ mod tests {
             ("KEEL_HTTP_ADDR", "nowhere"),
             ("KEEL_HTTP_REQUEST_TIMEOUT_SECS", "0"),
             ("KEEL_HTTP_BODY_LIMIT_BYTES", "big"),
+            ("KEEL_HTTP_MAX_HEADER_BYTES", "0"),
+            ("KEEL_HTTP_MAX_URI_BYTES", "long"),
         ] {
             let error = read(&[(var, value)], |env| HttpSettings::new(addr).read(env)).unwrap_err();
             assert_eq!(error.var, var, "{error}");

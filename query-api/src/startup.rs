@@ -49,6 +49,7 @@ pub struct Application {
     stop_feed: CancellationToken,
     feed: JoinHandle<()>,
     shutdown_grace: Duration,
+    edge_limits: ops::edge::EdgeLimits,
 }
 
 impl Application {
@@ -100,6 +101,7 @@ impl Application {
             stop_feed,
             feed,
             shutdown_grace: settings.http.shutdown_grace,
+            edge_limits: ops::edge::EdgeLimits::from(&settings.http),
         })
     }
 
@@ -123,6 +125,7 @@ impl Application {
             self.router,
             shutdown,
             self.shutdown_grace,
+            self.edge_limits,
         )
         .await;
         // Waiters are gone: the feed's listener connection can go too.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -81,7 +82,17 @@ impl CommandClient {
             .header(X_CORRELATION_ID, saga.correlation_id.to_string())
             .header(X_CAUSATION_ID, queued.causation_id.to_string())
             .header(X_ACTOR, SAGA_ACTOR);
-        if let Some(traceparent) = ops::telemetry::current_traceparent() {
+        // The current span is a child of the cause's trace when traces are exported;
+        // otherwise the cause's own context goes on, so the resulting events still carry
+        // its trace id. A stored value that is no header value is dropped, not sent, or
+        // the request would fail forever.
+        let traceparent = ops::telemetry::current_traceparent().or_else(|| {
+            queued
+                .traceparent
+                .clone()
+                .filter(|value| HeaderValue::from_str(value).is_ok())
+        });
+        if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
         }
         if let Some(token) = &self.bearer_token {

@@ -53,7 +53,10 @@
 //!
 //! Every command carries `X-Correlation-Id` = the `OrderPlaced` event's correlation id,
 //! `X-Causation-Id` = the event that caused the step, and `X-Actor: saga:order-fulfilment`,
-//! so the event store's metadata shows the whole flow under one correlation id.
+//! so the event store's metadata shows the whole flow under one correlation id. It also
+//! carries the causing event's W3C `traceparent`, stored with the queued command
+//! (`saga_commands.traceparent`), so the flow's events stay in the caller's trace although
+//! the dispatcher sends them later, outside the consumer's span.
 //!
 //! # Documented choices
 //!
@@ -89,8 +92,8 @@ pub use config::{SagaConfig, StartFrom};
 pub use machine::{Fulfilment, SAGA_ACTOR, SagaCommand, SagaStatus, payment_id_for};
 pub use runner::{DispatchHook, SagaRunner, StartError};
 
-/// The saga's own tables (`migrations/`: instances, queued commands, checkpoints, processed
-/// events). Its versions (20–29) share `public._sqlx_migrations` with the event store's
+/// The saga's own tables (`migrations/`: instances, queued commands with their trace
+/// context, checkpoints, processed events). Its versions (20–29) share `public._sqlx_migrations` with the event store's
 /// (1–19), so each migrator ignores the other's (`ignore_missing`); version 20 kept its
 /// number and bytes when it moved here, so databases migrated before keep their checksum.
 pub static MIGRATOR: Migrator = Migrator {

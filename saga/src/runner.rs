@@ -324,7 +324,13 @@ impl SagaRunner {
                 if store::insert_saga(&mut tx, &saga).await? {
                     store::record_processed(&mut tx, metadata.event_id, saga.order_id, event_type)
                         .await?;
-                    store::queue_commands(&mut tx, saga.order_id, &decision).await?;
+                    store::queue_commands(
+                        &mut tx,
+                        saga.order_id,
+                        &decision,
+                        metadata.traceparent.as_deref(),
+                    )
+                    .await?;
                     queued = !decision.commands.is_empty();
                     info!(order_id = %saga.order_id, correlation_id = %saga.correlation_id, status = %saga.status, reason = saga.reason.as_deref(), "fulfilment started");
                 }
@@ -349,7 +355,13 @@ impl SagaRunner {
                         step_timeout,
                     );
                     store::save_saga(&mut tx, &saga).await?;
-                    store::queue_commands(&mut tx, saga.order_id, &decision).await?;
+                    store::queue_commands(
+                        &mut tx,
+                        saga.order_id,
+                        &decision,
+                        metadata.traceparent.as_deref(),
+                    )
+                    .await?;
                     queued = !decision.commands.is_empty();
                     log_transition(&saga, before, event_type);
                 }
@@ -420,7 +432,8 @@ impl SagaRunner {
                 self.config.step_timeout,
             );
             store::save_saga(&mut tx, &saga).await?;
-            store::queue_commands(&mut tx, order_id, &decision).await?;
+            let traceparent = store::flow_traceparent(&mut tx, order_id).await?;
+            store::queue_commands(&mut tx, order_id, &decision, traceparent.as_deref()).await?;
             tx.commit().await?;
             log_transition(&saga, before, "deadline");
         }
@@ -453,7 +466,11 @@ impl SagaRunner {
                 hook.before_dispatch(order_id, &queued.command).await;
             }
             let step = queued.command.step();
-            match self.client.send(&saga, &queued).await {
+            // A child of the trace that caused the command (the dispatcher's own span
+            // belongs to no flow).
+            let span = info_span!("saga_command", %order_id, step);
+            ops::telemetry::set_parent(&span, queued.traceparent.as_deref());
+            match self.client.send(&saga, &queued).instrument(span).await {
                 Delivery::Accepted => {
                     debug!(%order_id, step, "command accepted");
                     store::mark_accepted(&mut tx, queued.id).await?;
@@ -471,7 +488,13 @@ impl SagaRunner {
                         self.config.step_timeout,
                     );
                     store::save_saga(&mut tx, &saga).await?;
-                    store::queue_commands(&mut tx, order_id, &decision).await?;
+                    store::queue_commands(
+                        &mut tx,
+                        order_id,
+                        &decision,
+                        queued.traceparent.as_deref(),
+                    )
+                    .await?;
                     log_transition(&saga, before, "refusal");
                 }
                 Delivery::Transient { error } => {

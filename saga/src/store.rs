@@ -1,4 +1,4 @@
-//! The saga's tables (migration 0020): instances, the commands they decided, per-aggregate
+//! The saga's tables (migrations 0020, 0021): instances, the commands they decided, per-aggregate
 //! checkpoints and processed events. Every function takes the caller's transaction, so a
 //! state change, the commands it decided and the checkpoint that admitted its event commit
 //! together or not at all.
@@ -194,11 +194,13 @@ pub async fn read_saga(pool: &PgPool, order_id: Uuid) -> Result<Option<Fulfilmen
     Ok(state.map(|Json(saga)| saga))
 }
 
-/// Queues a decision's commands (dropping pending ones first if it says so).
+/// Queues a decision's commands (dropping pending ones first if it says so), each with the
+/// `traceparent` of what caused the decision, so that they continue its trace when sent.
 pub async fn queue_commands(
     tx: &mut PgConnection,
     order_id: Uuid,
     decision: &Decision,
+    traceparent: Option<&str>,
 ) -> Result<(), StoreError> {
     if decision.supersede_pending {
         sqlx::query(
@@ -211,13 +213,14 @@ pub async fn queue_commands(
     }
     for issued in &decision.commands {
         sqlx::query(
-            "INSERT INTO saga_commands (order_id, idempotency_key, causation_id, command) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+            "INSERT INTO saga_commands (order_id, idempotency_key, causation_id, command, traceparent) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(order_id)
         .bind(issued.idempotency_key())
         .bind(issued.causation_id)
         .bind(Json(&issued.command))
+        .bind(traceparent)
         .execute(&mut *tx)
         .await?;
     }
@@ -235,6 +238,8 @@ pub struct QueuedCommand {
     pub causation_id: Uuid,
     /// What to send.
     pub command: SagaCommand,
+    /// The W3C trace context of its cause: the request continues that trace.
+    pub traceparent: Option<String>,
     /// Failed attempts so far.
     pub attempts: i32,
     /// Not before.
@@ -247,7 +252,7 @@ pub async fn next_pending(
     order_id: Uuid,
 ) -> Result<Option<QueuedCommand>, StoreError> {
     let row = sqlx::query(
-        "SELECT id, idempotency_key, causation_id, command, attempts, next_attempt_at \
+        "SELECT id, idempotency_key, causation_id, command, traceparent, attempts, next_attempt_at \
          FROM saga_commands WHERE order_id = $1 AND status = 'pending' ORDER BY id LIMIT 1",
     )
     .bind(order_id)
@@ -262,9 +267,25 @@ pub async fn next_pending(
         idempotency_key: row.try_get("idempotency_key")?,
         causation_id: row.try_get("causation_id")?,
         command,
+        traceparent: row.try_get("traceparent")?,
         attempts: row.try_get("attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
     }))
+}
+
+/// The trace context of a saga's latest queued command that has one: the trace a step that
+/// no event caused (a passed deadline) continues.
+pub async fn flow_traceparent(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT traceparent FROM saga_commands \
+         WHERE order_id = $1 AND traceparent IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?)
 }
 
 /// The command API accepted the command.

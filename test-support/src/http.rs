@@ -290,3 +290,68 @@ impl TestResponse {
         body
     }
 }
+
+/// What came back on a raw connection: the status, the header lines (names lowercased) and
+/// the body as text.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Writes `request` as is on a new TCP connection to `base` (`http://host:port`) and reads
+/// the answer until the server closes: for requests no HTTP client would send (heads too
+/// large to be accepted). Writing and reading run together, and a failed write is ignored:
+/// a server that refuses a head may answer and close before it has read all of it.
+///
+/// # Panics
+/// If nothing parseable comes back.
+pub async fn raw_exchange(base: &str, request: Vec<u8>) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let address = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.split();
+    let writer = async move {
+        let _ = write.write_all(&request).await;
+    };
+    let reader = async move {
+        let mut answer = Vec::new();
+        // A reset after the answer arrived ends the read; what was read counts.
+        let _ = read.read_to_end(&mut answer).await;
+        answer
+    };
+    let ((), answer) = tokio::join!(writer, reader);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("an HTTP answer: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}

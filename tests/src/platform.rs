@@ -182,7 +182,20 @@ impl Platform {
     }
 
     async fn send(&self, method: Method, url: String, body: Option<Value>) -> Answer {
+        self.send_with_headers(method, url, body, &[]).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self.client.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -207,6 +220,23 @@ impl Platform {
         let body = (!body.is_null()).then_some(body);
         self.send(Method::POST, format!("{}{path}", self.command_url), body)
             .await
+    }
+
+    /// [`Platform::command`] with extra request headers.
+    pub async fn command_with_headers(
+        &self,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let body = (!body.is_null()).then_some(body);
+        self.send_with_headers(
+            Method::POST,
+            format!("{}{path}", self.command_url),
+            body,
+            headers,
+        )
+        .await
     }
 
     /// GETs from the query API.

@@ -216,6 +216,78 @@ async fn a_placed_order_reaches_confirmed_by_itself() {
     platform.stop().await;
 }
 
+/// The trace id of a W3C `traceparent` (`version-traceid-spanid-flags`).
+fn trace_id(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1)
+}
+
+/// The saga sends its commands later, from its dispatcher, not from the consumer that saw
+/// the event: each command must still carry the causing event's trace context, so that
+/// every event of the flow, down to the capture, stays in the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_s_commands_continue_the_trace_of_the_event_that_caused_them() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let platform = Platform::start().await;
+    let saga = RunningSaga::start(&platform, SagaOptions::default()).await;
+    let sku = new_sku("T");
+    stock(&platform, &sku, 3).await;
+    let order_id = platform
+        .command(
+            "/orders",
+            json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
+        )
+        .await
+        .expect_status(201)
+        .aggregate_id();
+    platform
+        .command(
+            &format!("/orders/{order_id}/lines"),
+            json!({"sku": sku, "quantity": 1, "unit_price": eur(700)}),
+        )
+        .await
+        .expect_status(201);
+    platform
+        .command_with_headers(
+            &format!("/orders/{order_id}/place"),
+            json!({"payment_method": "tok_visa"}),
+            &[("traceparent", TRACEPARENT)],
+        )
+        .await
+        .expect_status(200);
+    let order_id = Uuid::parse_str(&order_id).expect("order id is a UUID");
+
+    saga_reaches(&platform.db, order_id, SagaStatus::Completed).await;
+    let events = events_of_order(&platform.db, order_id).await;
+    let placed = events
+        .iter()
+        .find(|e| e.event_type == "OrderPlaced")
+        .expect("placed");
+    assert_eq!(placed.meta("traceparent"), Some(TRACEPARENT));
+    let by_saga: Vec<_> = events
+        .iter()
+        .filter(|e| e.meta("actor") == Some(SAGA_ACTOR))
+        .collect();
+    // Reserve, authorize, then confirm, capture and commit: each step caused by an event
+    // that a saga command produced in turn.
+    assert_eq!(
+        by_saga.len(),
+        5,
+        "every step of the flow: {:?}",
+        types(&events)
+    );
+    for event in by_saga {
+        assert_eq!(
+            event.meta("traceparent").and_then(trace_id),
+            trace_id(TRACEPARENT),
+            "{} continues the caller's trace: {event:?}",
+            event.event_type
+        );
+    }
+
+    saga.stop().await;
+    platform.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_out_of_stock_releases_the_others_and_cancels_the_order() {
     let platform = Platform::start().await;

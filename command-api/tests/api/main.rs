@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod concurrency;
+mod edge;
 mod helpers;
 mod idempotency;
 mod inventory;

@@ -1,11 +1,12 @@
-//! The event store against real PostgreSQL: the commit-order reader, stream reads, and the
-//! Rust definitions that must agree with the SQL (hash chain, outbox shards).
+//! The event store against real PostgreSQL: the commit-order reader and its horizon, stream
+//! reads, and the Rust definitions that must agree with the SQL (hash chain, outbox shards).
 
 // Tests, benchmarks and tools draw fresh ids and read the clock directly; `clippy.toml`
 // bans that only in the platform's own code.
 #![allow(clippy::disallowed_methods)]
 
 mod hash_chain;
+mod horizon;
 mod log;
 mod outbox;
 mod support;

@@ -9,6 +9,7 @@
 
 mod consistency;
 mod customers;
+mod edge;
 mod helpers;
 mod orders;
 mod payments;
