@@ -17,7 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::event::AggregateKey;
-use crate::stored_message::{headers_from_json, headers_json};
+use crate::stored_message::{StoredMessage, headers_from_json, headers_json};
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,16 +216,17 @@ impl DeadLetterPublisher {
     }
 
     async fn send(&self, letter: &StoredLetter) -> Result<(), rdkafka::error::KafkaError> {
-        let partition = letter.partition.to_string();
-        let offset = letter.offset.to_string();
+        let source = &letter.message;
+        let partition = source.partition.to_string();
+        let offset = source.offset.to_string();
         let attempts = letter.attempts.to_string();
-        let mut headers = headers_from_json(&letter.headers);
+        let mut headers = headers_from_json(&source.headers);
         for (key, value) in [
             ("dlq.projection", self.projection),
             ("dlq.reason", letter.reason.as_str()),
             ("dlq.error", letter.error.as_str()),
             ("dlq.attempts", attempts.as_str()),
-            ("dlq.source_topic", letter.topic.as_str()),
+            ("dlq.source_topic", source.topic.as_str()),
             ("dlq.source_partition", partition.as_str()),
             ("dlq.source_offset", offset.as_str()),
         ] {
@@ -236,10 +237,10 @@ impl DeadLetterPublisher {
         }
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);
-        if let Some(key) = &letter.key {
+        if let Some(key) = &source.key {
             record = record.key(key.as_slice());
         }
-        if let Some(payload) = &letter.payload {
+        if let Some(payload) = &source.payload {
             record = record.payload(payload.as_slice());
         }
         self.producer
@@ -252,12 +253,7 @@ impl DeadLetterPublisher {
 
 struct StoredLetter {
     id: i64,
-    topic: String,
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    headers: serde_json::Value,
+    message: StoredMessage,
     reason: String,
     error: String,
     attempts: i32,
@@ -267,12 +263,7 @@ impl StoredLetter {
     fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
-            topic: row.try_get("topic")?,
-            partition: row.try_get("kafka_partition")?,
-            offset: row.try_get("kafka_offset")?,
-            key: row.try_get("message_key")?,
-            payload: row.try_get("payload")?,
-            headers: row.try_get("headers")?,
+            message: StoredMessage::from_row(row)?,
             reason: row.try_get("reason")?,
             error: row.try_get("error")?,
             attempts: row.try_get("attempts")?,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::event::AggregateKey;
 use crate::stored_message::{StoredMessage, headers_json};
@@ -76,17 +76,7 @@ pub async fn take(
     .fetch_all(&mut *connection)
     .await?;
     rows.iter()
-        .map(|row| {
-            Ok(StoredMessage {
-                topic: row.try_get("topic")?,
-                partition: row.try_get("kafka_partition")?,
-                offset: row.try_get("kafka_offset")?,
-                key: row.try_get("message_key")?,
-                payload: row.try_get("payload")?,
-                headers: row.try_get("headers")?,
-            }
-            .to_message())
-        })
+        .map(|row| Ok(StoredMessage::from_row(row)?.to_message()))
         .collect()
 }
 

@@ -55,6 +55,23 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// From a row with the columns `topic`, `kafka_partition`, `kafka_offset`,
+    /// `message_key`, `payload` and `headers` (as `dead_letters` and `retry_events` have).
+    ///
+    /// # Errors
+    /// A column is missing or of another type.
+    pub fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            topic: row.try_get("topic")?,
+            partition: row.try_get("kafka_partition")?,
+            offset: row.try_get("kafka_offset")?,
+            key: row.try_get("message_key")?,
+            payload: row.try_get("payload")?,
+            headers: row.try_get("headers")?,
+        })
+    }
+
     /// The message as the consumer had received it (without its timestamp).
     pub fn to_message(&self) -> OwnedMessage {
         OwnedMessage::new(
