@@ -248,31 +248,15 @@ impl TestResponse {
     /// and a detail, and returns its body.
     #[track_caller]
     pub fn assert_problem_document(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
-        assert_eq!(
+        assert_problem_answer(
+            self.status.as_u16(),
             self.header("content-type"),
-            Some("application/problem+json"),
-            "content type; body: {}",
-            self.text
+            &self.text,
+            &self.body,
+            status,
+            code,
         );
-        let body = &self.body;
-        assert_eq!(body["status"], status, "{body}");
-        assert_eq!(body["code"], code, "{body}");
-        assert!(
-            body["type"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("urn:keel:problem:")),
-            "{body}"
-        );
-        assert!(
-            body["title"].as_str().is_some_and(|t| !t.is_empty()),
-            "{body}"
-        );
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
-        body
+        &self.body
     }
 
     /// Asserts a 400 naming `parameter` (in its own field and first in the detail), and
@@ -308,6 +292,60 @@ impl RawResponse {
             .find(|(header, _)| header == name)
             .map(|(_, value)| value.as_str())
     }
+
+    /// Asserts a problem+json answer as [`TestResponse::assert_problem`] does, and returns
+    /// its body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        let body: Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("a JSON body ({e}): {self:?}"));
+        assert_problem_answer(
+            self.status,
+            self.header("content-type"),
+            &self.body,
+            &body,
+            status,
+            code,
+        );
+        assert_eq!(body["type"], format!("urn:keel:problem:{code}"), "{body}");
+        body
+    }
+}
+
+/// The checks every problem+json answer passes: `status`, the media type, and a body with
+/// that status and `code`, a `type` in the `urn:keel:problem:` namespace, a title and a
+/// detail.
+#[track_caller]
+fn assert_problem_answer(
+    actual: u16,
+    content_type: Option<&str>,
+    text: &str,
+    body: &Value,
+    status: u16,
+    code: &str,
+) {
+    assert_eq!(actual, status, "status; body: {text}");
+    assert_eq!(
+        content_type,
+        Some("application/problem+json"),
+        "content type; body: {text}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:keel:problem:")),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
 }
 
 /// Writes `request` as is on a new TCP connection to `base` (`http://host:port`) and reads

@@ -1,8 +1,8 @@
 //! Request heads over their bounds are refused at the edge, over a real TCP connection,
 //! with problem documents, and nothing is written.
 
-use serde_json::{Value, json};
-use test_support::http::{RawResponse, raw_exchange};
+use serde_json::json;
+use test_support::http::raw_exchange;
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;
@@ -18,34 +18,20 @@ fn create_order(target: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn assert_problem(response: &RawResponse, status: u16, code: &str) {
-    assert_eq!(response.status, status, "{response:?}");
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/problem+json")
-    );
-    let problem: Value = serde_json::from_str(&response.body).expect("a JSON body");
-    assert_eq!(problem["status"], status, "{problem}");
-    assert_eq!(problem["code"], code, "{problem}");
-    for member in ["type", "title", "detail"] {
-        assert!(problem[member].is_string(), "{member}: {problem}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_over_the_bound_are_431_problem_json_and_write_nothing() {
     let app = spawn_app().await;
     // Far beyond the head buffer: hyper refuses it, the edge turns the answer into a problem.
     let huge = format!("x-padding: {}\r\n", "a".repeat(500 * 1024));
     let response = raw_exchange(app.base(), create_order("/orders", &huge)).await;
-    assert_problem(&response, 431, "request.headers_too_large");
+    response.assert_problem(431, "request.headers_too_large");
     // Over the 16 KiB header budget but within the buffer: refused before any route runs.
     let over = format!("x-padding: {}\r\n", "a".repeat(20 * 1024));
     let response = raw_exchange(app.base(), create_order("/orders", &over)).await;
-    assert_problem(&response, 431, "request.headers_too_large");
+    response.assert_problem(431, "request.headers_too_large");
     // Not HTTP at all.
     let response = raw_exchange(app.base(), b"NOT HTTP\r\n\r\n".to_vec()).await;
-    assert_problem(&response, 400, "request.malformed");
+    response.assert_problem(400, "request.malformed");
     assert_eq!(app.event_count().await, 0, "nothing was written");
 
     // The same request within bounds goes through.
@@ -60,7 +46,7 @@ async fn an_over_long_uri_is_414_problem_json_and_writes_nothing() {
     let app = spawn_app().await;
     let target = format!("/orders?{}", "pad=1&".repeat(2 * 1024));
     let response = raw_exchange(app.base(), create_order(&target, "")).await;
-    assert_problem(&response, 414, "request.uri_too_long");
+    response.assert_problem(414, "request.uri_too_long");
     assert_eq!(app.event_count().await, 0, "nothing was written");
     app.finish().await;
 }
