@@ -689,12 +689,23 @@ impl Projector {
         let mut tx = self.pool.begin().await?;
         db::enter_live_transaction(&mut tx, self.projection).await?;
         let taken;
-        let (items, resumed) = match work {
-            Work::Batch(items) => (items, None),
+        let (items, resumed, mut checkpoints) = match work {
+            Work::Batch(items) => {
+                let keys: BTreeSet<AggregateKey> = items
+                    .iter()
+                    .filter_map(|item| match &item.decoded {
+                        Ok(event) => Some(event.aggregate()),
+                        Err(_) => self.aggregate_of_raw(&item.message),
+                    })
+                    .collect();
+                let checkpoints = checkpoint::lock(&mut tx, name, &keys).await?;
+                (items, None, checkpoints)
+            }
             Work::Retry(key) => {
-                let locked =
+                // Every held event is the aggregate's own: its checkpoint is the only one.
+                let checkpoints =
                     checkpoint::lock(&mut tx, name, &BTreeSet::from([key.clone()])).await?;
-                if !locked.get(key).is_some_and(|c| c.retry_due) {
+                if !checkpoints.get(key).is_some_and(|c| c.retry_due) {
                     // Swept meanwhile (by another instance), or released by an operator.
                     return Ok(TxOutcome::Committed(TxStats::default()));
                 }
@@ -707,18 +718,9 @@ impl Projector {
                     items.push(Item { message, decoded });
                 }
                 taken = items;
-                (taken.as_slice(), Some(key))
+                (taken.as_slice(), Some(key), checkpoints)
             }
         };
-        let keys: BTreeSet<AggregateKey> = items
-            .iter()
-            .filter_map(|item| match &item.decoded {
-                Ok(event) => Some(event.aggregate()),
-                Err(_) => self.aggregate_of_raw(&item.message),
-            })
-            .chain(resumed.cloned())
-            .collect();
-        let mut checkpoints = checkpoint::lock(&mut tx, name, &keys).await?;
         db::bound_lock_waits(&mut tx, self.settings.lock_timeout).await?;
         let outcome = self
             .fold(&mut tx, items, resumed, &mut checkpoints, verdicts)
