@@ -8,6 +8,7 @@
 // bans that only in the platform's own code.
 #![allow(clippy::disallowed_methods)]
 
+mod chaos;
 mod commands;
 mod freshness;
 mod hot;
@@ -66,6 +67,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: freshness::FreshnessArgs,
+    },
+    /// Whole orders at a steady rate while each part of the platform is killed and
+    /// restarted in turn; checks that nothing was lost, skipped or done twice.
+    Chaos {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: chaos::ChaosArgs,
     },
     /// S1 baseline: pgbench with the event store's INSERT on a scratch database.
     Pgbench(pgbench::PgbenchArgs),
@@ -176,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Hot { common, args } => hot::run(&common.validated()?, &args).await?,
         Scenario::Relay { common, args } => relay::run(&common.validated()?, &args).await?,
         Scenario::Freshness { common, args } => freshness::run(&common.validated()?, &args).await?,
+        Scenario::Chaos { common, args } => chaos::run(&common.validated()?, &args).await?,
         Scenario::Pgbench(args) => pgbench::run(&args).await?,
         Scenario::Rebuild(args) => rebuild::run(&args).await?,
         Scenario::Load(args) => load::run(&args).await?,

@@ -77,6 +77,7 @@ pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
 /// `events`) or a problem document (`current_version`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct CommandAnswer {
+    pub aggregate_id: Option<String>,
     pub version: Option<u64>,
     #[serde(default)]
     pub events: Vec<EventRef>,

@@ -53,15 +53,14 @@ use std::time::Duration;
 use ops::clock::{Clock, SystemClock};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
+use schemas::subscription::Subscription;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -288,7 +287,7 @@ impl TxStats {
 pub struct Projector {
     projection: Projection,
     pool: PgPool,
-    consumer: StreamConsumer<ProjectorContext>,
+    subscription: Subscription<ProjectorContext>,
     decoder: EventDecoder,
     dead_letters: DeadLetterPublisher,
     settings: ProjectorSettings,
@@ -338,15 +337,11 @@ impl Projector {
         topics::ensure_topics(&kafka.brokers, &wanted, kafka.topic_partitions).await?;
 
         let group_id = settings.group_id(projection);
-        let context = ProjectorContext {
-            projection: projection.name(),
-            rebalances: AtomicU64::new(0),
-        };
         let mut config = ClientConfig::new();
         if let Some(instance) = settings.group_instance_id(projection) {
             config.set("group.instance.id", instance);
         }
-        let consumer: StreamConsumer<ProjectorContext> = config
+        config
             .set("bootstrap.servers", &kafka.brokers)
             .set("group.id", &group_id)
             .set("client.id", format!("keel-projector-{}", projection.name()))
@@ -371,11 +366,13 @@ impl Projector {
             .set("socket.connection.setup.timeout.ms", "5000")
             // librdkafka's default (500 ms) is how long a fetch may wait for data; with a
             // broker that answers only at the deadline it becomes the read side's latency.
-            .set("fetch.wait.max.ms", "10")
-            .create_with_context(context)?;
+            .set("fetch.wait.max.ms", "10");
         let topic_names: Vec<String> = sources.keys().cloned().collect();
-        let topic_refs: Vec<&str> = topic_names.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_refs)?;
+        let subscription =
+            Subscription::new(config, topic_names.clone(), move || ProjectorContext {
+                projection: projection.name(),
+                rebalances: AtomicU64::new(0),
+            })?;
 
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &kafka.brokers)
@@ -398,7 +395,7 @@ impl Projector {
         Ok(Self {
             projection,
             pool,
-            consumer,
+            subscription,
             decoder,
             dead_letters: DeadLetterPublisher::new(producer, dead_letter_topic, projection.name()),
             settings: settings.clone(),
@@ -436,6 +433,7 @@ impl Projector {
         // instance) may have left some.
         let mut next_retry_sweep = Instant::now();
         loop {
+            let consumer = self.subscription.consumer();
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -456,12 +454,13 @@ impl Projector {
                     continue;
                 }
                 // `recv` is cancellation safe: no message is lost when another branch wins.
-                received = self.consumer.recv() => received,
+                received = consumer.recv() => received,
             };
             let message = match first {
                 Ok(message) => message.detach(),
                 Err(error) => {
                     warn!(%error, "consumer error");
+                    self.subscription.renew_if_fatal().await;
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_millis(200)) => continue,
@@ -486,13 +485,14 @@ impl Projector {
             }
         }
         info!("stopping: committing the offsets of applied messages");
-        commit_stored_offsets(&self.consumer, self.projection.name());
-        self.consumer.unsubscribe();
+        let consumer = self.subscription.consumer();
+        commit_stored_offsets(&*consumer, self.projection.name());
+        consumer.unsubscribe();
         if dead_letters_pending {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.publish_dead_letters()).await;
         }
         // Closing the consumer leaves the group; librdkafka may block while doing so.
-        let consumer = self.consumer;
+        drop(self.subscription);
         let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
         info!("projector stopped");
     }
@@ -520,11 +520,12 @@ impl Projector {
     /// `batch_linger` has passed. Drops messages of partitions revoked meanwhile: their new
     /// owner reads them from the committed offset.
     async fn fill_batch(&self, first: OwnedMessage) -> Vec<OwnedMessage> {
-        let rebalances = self.consumer.context().rebalances.load(Ordering::SeqCst);
+        let consumer = self.subscription.consumer();
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
         let mut batch = vec![first];
         let deadline = Instant::now() + self.settings.batch_linger;
         while batch.len() < self.settings.batch_size {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(message.detach()),
                 Ok(Err(error)) => {
                     warn!(%error, "consumer error");
@@ -533,8 +534,8 @@ impl Projector {
                 Err(_) => break,
             }
         }
-        if self.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
-            let assignment = self.consumer.assignment().unwrap_or_default();
+        if consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
+            let assignment = consumer.assignment().unwrap_or_default();
             let assigned: BTreeSet<(String, i32)> = assignment
                 .elements()
                 .iter()
@@ -1025,7 +1026,7 @@ impl Projector {
                 warn!(%error, topic, partition, "offset not stored");
             }
         }
-        if let Err(error) = self.consumer.store_offsets(&list) {
+        if let Err(error) = self.subscription.consumer().store_offsets(&list) {
             // A partition revoked meanwhile: its new owner re-reads from the committed
             // offset, and the checkpoints make that harmless.
             debug!(%error, "offsets not stored");

@@ -9,6 +9,7 @@
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | event topics are `<prefix>order|payment|inventory` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics created if missing |
 //! | `KEEL_SAGA_GROUP_ID` | `keel-saga` | the saga's own consumer group |
+//! | `KEEL_SAGA_INSTANCE_ID` | — | static group membership: a name unique to this instance and stable across its restarts (`group.instance.id`), so a restarted saga takes its partitions back at once; unset = dynamic membership |
 //! | `KEEL_SAGA_START_FROM` | `earliest` | where a new group starts: `earliest` or `latest` |
 //! | `KEEL_COMMAND_API_URL` | `http://127.0.0.1:8080` | where commands are sent |
 //! | `KEEL_SAGA_COMMAND_API_TOKEN` / `_FILE` | — | bearer token (role `writer`) for the command API, inline or from a file (secret: never logged) |
@@ -44,6 +45,11 @@ pub struct SagaConfig {
     pub topic_partitions: i32,
     /// Consumer group.
     pub group_id: String,
+    /// `group.instance.id`: this instance's stable name for static group membership. A
+    /// restarted instance takes its partitions back at once, where a dynamic member's
+    /// replacement waits for the dead member's session to time out; a static member that
+    /// is gone for good keeps its partitions until its session times out.
+    pub instance_id: Option<String>,
     /// `auto.offset.reset` of a new group.
     pub start_from: StartFrom,
     /// Command API base URL.
@@ -94,6 +100,7 @@ impl std::fmt::Debug for SagaConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("topic_partitions", &self.topic_partitions)
             .field("group_id", &self.group_id)
+            .field("instance_id", &self.instance_id)
             .field("start_from", &self.start_from)
             .field("command_api_url", &self.command_api_url)
             .field("command_api_token", &self.command_api_token)
@@ -121,6 +128,7 @@ impl SagaConfig {
             topic_prefix: schemas::DEFAULT_TOPIC_PREFIX.into(),
             topic_partitions: 8,
             group_id: "keel-saga".into(),
+            instance_id: None,
             start_from: StartFrom::Earliest,
             command_api_url: "http://127.0.0.1:8080".into(),
             command_api_token: None,
@@ -164,6 +172,7 @@ impl SagaConfig {
         text("KEEL_SCHEMA_REGISTRY_URL", &mut config.schema_registry_url);
         text("KEEL_TOPIC_PREFIX", &mut config.topic_prefix);
         text("KEEL_SAGA_GROUP_ID", &mut config.group_id);
+        config.instance_id = env.text("KEEL_SAGA_INSTANCE_ID");
         text("KEEL_COMMAND_API_URL", &mut config.command_api_url);
         config.command_api_token = env
             .secret(
@@ -225,10 +234,12 @@ mod tests {
         assert_eq!(defaults.group_id, "keel-saga");
         assert_eq!(defaults.command_api_url, "http://127.0.0.1:8080");
         assert_eq!(defaults.start_from, StartFrom::Earliest);
+        assert_eq!(defaults.instance_id, None);
 
         let custom = config(&[
             ("KEEL_COMMAND_API_URL", "http://api:9000"),
             ("KEEL_SAGA_GROUP_ID", "saga-2"),
+            ("KEEL_SAGA_INSTANCE_ID", "saga-pod-1"),
             ("KEEL_SAGA_STEP_TIMEOUT_MS", "1500"),
             ("KEEL_SAGA_START_FROM", "latest"),
             ("KEEL_TOPIC_PREFIX", "dev."),
@@ -236,6 +247,7 @@ mod tests {
         .unwrap();
         assert_eq!(custom.command_api_url, "http://api:9000");
         assert_eq!(custom.group_id, "saga-2");
+        assert_eq!(custom.instance_id.as_deref(), Some("saga-pod-1"));
         assert_eq!(custom.step_timeout, Duration::from_millis(1500));
         assert_eq!(custom.start_from, StartFrom::Latest);
         assert_eq!(custom.topic_prefix, "dev.");

@@ -10,13 +10,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use rand::Rng;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
+use schemas::subscription::Subscription;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +98,7 @@ fn commit_stored_offsets<C: ConsumerContext>(consumer: &impl Consumer<C>) {
 pub struct SagaRunner {
     config: SagaConfig,
     pool: PgPool,
-    consumer: StreamConsumer<SagaContext>,
+    subscription: Subscription<SagaContext>,
     decoder: EventDecoder,
     client: CommandClient,
     clock: Arc<dyn Clock>,
@@ -133,7 +132,11 @@ impl SagaRunner {
             config.topic_partitions,
         )
         .await?;
-        let consumer: StreamConsumer<SagaContext> = ClientConfig::new()
+        let mut consumer_config = ClientConfig::new();
+        if let Some(instance) = &config.instance_id {
+            consumer_config.set("group.instance.id", instance);
+        }
+        consumer_config
             .set("bootstrap.servers", &config.kafka_brokers)
             .set("group.id", &config.group_id)
             .set("client.id", "keel-saga")
@@ -155,10 +158,8 @@ impl SagaRunner {
             .set("socket.connection.setup.timeout.ms", "5000")
             // librdkafka's default fetch wait (500 ms) would be added to every step of a
             // flow with a broker that answers fetches only at their deadline.
-            .set("fetch.wait.max.ms", "10")
-            .create_with_context(SagaContext)?;
-        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_refs)?;
+            .set("fetch.wait.max.ms", "10");
+        let subscription = Subscription::new(consumer_config, topics, || SagaContext)?;
         let kinds: HashMap<String, AggregateKind> = AggregateKind::ALL
             .iter()
             .map(|kind| (kind.topic(&config.topic_prefix), *kind))
@@ -169,11 +170,11 @@ impl SagaRunner {
             config.http_timeout,
             config.command_api_token.clone(),
         )?;
-        info!(group_id = %config.group_id, ?topics, command_api = %config.command_api_url, "saga subscribed");
+        info!(group_id = %config.group_id, instance_id = ?config.instance_id, topics = ?subscription.topics(), command_api = %config.command_api_url, "saga subscribed");
         Ok(Self {
             config,
             pool,
-            consumer,
+            subscription,
             decoder,
             client,
             clock: Arc::new(SystemClock),
@@ -195,9 +196,10 @@ impl SagaRunner {
         async {
             tokio::join!(self.consume(&shutdown), self.dispatch(&shutdown));
             info!("stopping: committing the offsets of applied events");
-            commit_stored_offsets(&self.consumer);
-            self.consumer.unsubscribe();
-            let consumer = self.consumer;
+            let consumer = self.subscription.consumer();
+            commit_stored_offsets(&*consumer);
+            consumer.unsubscribe();
+            drop(self.subscription);
             // Closing leaves the group; librdkafka may block meanwhile.
             let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
             info!("saga stopped");
@@ -208,15 +210,17 @@ impl SagaRunner {
 
     async fn consume(&self, shutdown: &CancellationToken) {
         loop {
+            let consumer = self.subscription.consumer();
             let received = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                received = self.consumer.recv() => received,
+                received = consumer.recv() => received,
             };
             let message = match received {
                 Ok(message) => message.detach(),
                 Err(error) => {
                     warn!(%error, "consumer error");
+                    self.subscription.renew_if_fatal().await;
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_millis(200)) => continue,
@@ -248,7 +252,7 @@ impl SagaRunner {
                 message.partition(),
                 Offset::Offset(message.offset() + 1),
             )
-            .and_then(|()| self.consumer.store_offsets(&list));
+            .and_then(|()| self.subscription.consumer().store_offsets(&list));
         if let Err(error) = stored {
             // A partition revoked meanwhile: its next owner re-reads from the committed
             // offset, and the checkpoints make that harmless.

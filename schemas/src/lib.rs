@@ -38,6 +38,8 @@ mod inline;
 mod mapping;
 mod metadata;
 #[cfg(feature = "kafka")]
+pub mod subscription;
+#[cfg(feature = "kafka")]
 pub mod topics;
 pub mod wire;
 

@@ -64,6 +64,8 @@ pub const SERVICES: &[PlatformService] = &[
             ("KEEL_COMMAND_API_URL", "http://127.0.0.1:8080"),
             ("KEEL_LOG_FORMAT", "pretty"),
             ("KEEL_METRICS_ADDR", "127.0.0.1:9102"),
+            // One saga on this machine: a restart takes its partitions back at once.
+            ("KEEL_SAGA_INSTANCE_ID", "local-saga"),
         ],
     },
     PlatformService {

@@ -11,6 +11,7 @@ mod support;
 
 mod batching;
 mod crash;
+mod fenced;
 mod happy_path;
 mod held;
 mod outage;

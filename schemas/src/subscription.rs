@@ -1,0 +1,101 @@
+//! A consumer group subscription that outlives its consumer. librdkafka gives up on a
+//! consumer for good after a fatal error (for one, a static member fenced by its own rejoin
+//! once the broker restarted): it delivers nothing ever again. A [`Subscription`] replaces
+//! such a consumer by a new one in the same group, which resumes from the committed
+//! offsets; what the old one applied but could not commit comes again, and the readers'
+//! checkpoints skip it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use tracing::{error, info};
+
+/// `config` subscribed to `topics`, with a context made by `context` for each consumer.
+pub struct Subscription<C: ConsumerContext + 'static> {
+    config: ClientConfig,
+    topics: Vec<String>,
+    context: Box<dyn Fn() -> C + Send + Sync>,
+    consumer: Mutex<Arc<StreamConsumer<C>>>,
+}
+
+impl<C: ConsumerContext + 'static> std::fmt::Debug for Subscription<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ConsumerContext + 'static> Subscription<C> {
+    /// Creates the first consumer and subscribes it.
+    ///
+    /// # Errors
+    /// The client could not be created or subscribed (a bad setting).
+    pub fn new(
+        config: ClientConfig,
+        topics: Vec<String>,
+        context: impl Fn() -> C + Send + Sync + 'static,
+    ) -> KafkaResult<Self> {
+        let context: Box<dyn Fn() -> C + Send + Sync> = Box::new(context);
+        let consumer = Arc::new(subscribe(&config, &topics, context())?);
+        Ok(Self {
+            config,
+            topics,
+            context,
+            consumer: Mutex::new(consumer),
+        })
+    }
+
+    /// The current consumer.
+    pub fn consumer(&self) -> Arc<StreamConsumer<C>> {
+        Arc::clone(&self.consumer.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The subscribed topics.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Call after a consumer error: when the consumer has hit a fatal error, it is
+    /// replaced by a new one (the old one is closed off the async threads). Returns
+    /// whether it was.
+    pub async fn renew_if_fatal(&self) -> bool {
+        let current = self.consumer();
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return false;
+        };
+        error!(
+            ?code,
+            reason, "fatal Kafka consumer error; replacing the consumer"
+        );
+        match subscribe(&self.config, &self.topics, (self.context)()) {
+            Ok(consumer) => {
+                let old = std::mem::replace(
+                    &mut *self.consumer.lock().unwrap_or_else(PoisonError::into_inner),
+                    Arc::new(consumer),
+                );
+                drop(current);
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                info!("consumer replaced; resuming from the committed offsets");
+                true
+            }
+            Err(error) => {
+                error!(%error, "replacing the consumer failed; will try again");
+                false
+            }
+        }
+    }
+}
+
+fn subscribe<C: ConsumerContext + 'static>(
+    config: &ClientConfig,
+    topics: &[String],
+    context: C,
+) -> KafkaResult<StreamConsumer<C>> {
+    let consumer: StreamConsumer<C> = config.create_with_context(context)?;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
