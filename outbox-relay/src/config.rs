@@ -8,6 +8,7 @@
 //! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | topics are `<prefix>order`, `<prefix>payment`, `<prefix>inventory` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics the relay creates when missing |
+//! | `KEEL_TOPIC_REPLICATION_FACTOR` | `1` | brokers each partition of those topics is kept on (3 in `deploy/`) |
 //! | `KEEL_RELAY_BATCH_SIZE` | `1000` | outbox rows read, published and deleted per round |
 //! | `KEEL_RELAY_POLL_MS` | `20` | pause between polls when the outbox is empty |
 //! | `KEEL_RELAY_LINGER_MS` | `5` | producer `linger.ms` |
@@ -15,6 +16,7 @@
 //! | `KEEL_RELAY_MESSAGE_TIMEOUT_MS` | `30000` | producer `message.timeout.ms` |
 //! | `KEEL_RELAY_BACKLOG_REPORT_MS` | `10000` | how often the backlog is logged and exported |
 //! | `KEEL_METRICS_ADDR` | `127.0.0.1:9101` | `/metrics` listener (port 0 picks a free port) |
+//! | `KEEL_RELAY_INSTANCE_ID` | — | a name unique to this instance and stable across its restarts: a restarted relay takes its shards back at once instead of after the dead instance's heartbeat has aged out (10 s); unset = a new id per start |
 
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ pub struct RelayConfig {
     pub topic_prefix: String,
     /// Partitions of topics the relay creates; bounds projector parallelism.
     pub topic_partitions: i32,
+    /// Brokers each partition of a topic the relay creates is kept on.
+    pub topic_replication_factor: i32,
     /// Outbox rows read, published and deleted per round.
     pub batch_size: i64,
     /// Pause between polls when the outbox is empty.
@@ -47,6 +51,8 @@ pub struct RelayConfig {
     pub backlog_report_interval: Duration,
     /// Where `/metrics` is served (`KEEL_METRICS_ADDR`).
     pub metrics_addr: std::net::SocketAddr,
+    /// This instance's stable name (`KEEL_RELAY_INSTANCE_ID`); see [`crate::relay_id_for`].
+    pub instance_id: Option<String>,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -57,6 +63,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("schema_registry_url", &self.schema_registry_url)
             .field("topic_prefix", &self.topic_prefix)
             .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication_factor", &self.topic_replication_factor)
             .field("batch_size", &self.batch_size)
             .field("poll_interval", &self.poll_interval)
             .field("linger_ms", &self.linger_ms)
@@ -64,6 +71,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("message_timeout", &self.message_timeout)
             .field("backlog_report_interval", &self.backlog_report_interval)
             .field("metrics_addr", &self.metrics_addr)
+            .field("instance_id", &self.instance_id)
             .finish()
     }
 }
@@ -80,6 +88,7 @@ impl RelayConfig {
             schema_registry_url,
             topic_prefix: schemas::DEFAULT_TOPIC_PREFIX.to_string(),
             topic_partitions: 8,
+            topic_replication_factor: 1,
             batch_size: 1_000,
             poll_interval: Duration::from_millis(20),
             linger_ms: 5,
@@ -87,6 +96,7 @@ impl RelayConfig {
             message_timeout: Duration::from_secs(30),
             backlog_report_interval: Duration::from_secs(10),
             metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9101)),
+            instance_id: None,
         }
     }
 
@@ -125,6 +135,9 @@ impl RelayConfig {
         if let Some(partitions) = env.positive("KEEL_TOPIC_PARTITIONS")? {
             config.topic_partitions = partitions;
         }
+        if let Some(factor) = env.positive("KEEL_TOPIC_REPLICATION_FACTOR")? {
+            config.topic_replication_factor = factor;
+        }
         if let Some(size) = env.positive("KEEL_RELAY_BATCH_SIZE")? {
             config.batch_size = size;
         }
@@ -146,6 +159,7 @@ impl RelayConfig {
         if let Some(addr) = env.parsed("KEEL_METRICS_ADDR")? {
             config.metrics_addr = addr;
         }
+        config.instance_id = env.text("KEEL_RELAY_INSTANCE_ID");
         Ok(config)
     }
 }
@@ -170,18 +184,22 @@ mod tests {
         assert_eq!(defaults.kafka_brokers, "127.0.0.1:9092");
         assert_eq!(defaults.topic_prefix, "keel.");
         assert_eq!(defaults.topic_partitions, 8);
+        assert_eq!(defaults.topic_replication_factor, 1);
         assert_eq!(defaults.batch_size, 1_000);
         assert_eq!(defaults.database.get_database(), Some("keel"));
+        assert_eq!(defaults.instance_id, None);
 
         let custom = config(&[
             ("KEEL_DATABASE_URL", "postgres://u:p@db:5433/events"),
             ("KEEL_KAFKA_BROKERS", "kafka:9092"),
             ("KEEL_TOPIC_PREFIX", "dev."),
             ("KEEL_TOPIC_PARTITIONS", "3"),
+            ("KEEL_TOPIC_REPLICATION_FACTOR", "3"),
             ("KEEL_RELAY_BATCH_SIZE", "50"),
             ("KEEL_RELAY_POLL_MS", "5"),
             ("KEEL_RELAY_LINGER_MS", "0"),
             ("KEEL_METRICS_ADDR", "0.0.0.0:9999"),
+            ("KEEL_RELAY_INSTANCE_ID", "relay-0"),
         ])
         .unwrap();
         assert_eq!(custom.database.get_host(), "db");
@@ -189,10 +207,12 @@ mod tests {
         assert_eq!(custom.kafka_brokers, "kafka:9092");
         assert_eq!(custom.topic_prefix, "dev.");
         assert_eq!(custom.topic_partitions, 3);
+        assert_eq!(custom.topic_replication_factor, 3);
         assert_eq!(custom.batch_size, 50);
         assert_eq!(custom.poll_interval, Duration::from_millis(5));
         assert_eq!(custom.linger_ms, 0);
         assert_eq!(custom.metrics_addr.port(), 9999);
+        assert_eq!(custom.instance_id.as_deref(), Some("relay-0"));
     }
 
     #[test]

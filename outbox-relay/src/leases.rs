@@ -15,6 +15,17 @@ const LOCK_CLASS: i32 = 0x6b65_656c;
 /// A relay counts as alive while its heartbeat is younger than this.
 const LIVENESS_WINDOW_SECS: i32 = 10;
 
+/// Namespace of the relay ids derived from instance names.
+const RELAY_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_656c_2d6f_7574_626f_782d_7265_6c61);
+
+/// The relay id of the instance named `instance` (`KEEL_RELAY_INSTANCE_ID`): the same on
+/// every start, so a relay killed and started again under its name heartbeats in its own
+/// row instead of leaving a dead one that counts as live for the liveness window, during
+/// which the fair share would give it only part of the shards.
+pub fn relay_id_for(instance: &str) -> Uuid {
+    Uuid::new_v5(&RELAY_ID_NAMESPACE, instance.as_bytes())
+}
+
 #[derive(Debug)]
 pub struct ShardLeases {
     relay_id: Uuid,

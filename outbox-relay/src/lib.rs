@@ -18,5 +18,5 @@ pub use error::RelayError;
 pub use event_store::outbox::{
     Backlog, OUTBOX_SHARDS, PendingEvent, backlog, delete_published, fetch_batch,
 };
-pub use leases::ShardLeases;
+pub use leases::{ShardLeases, relay_id_for};
 pub use relay::{OutboxRelay, PublishedBatch};

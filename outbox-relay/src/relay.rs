@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     PendingEvent, RelayConfig, RelayError, SchemaIds, ShardLeases, backlog, delete_published,
-    encode_for_wire, fetch_batch, register_schemas,
+    encode_for_wire, fetch_batch, register_schemas, relay_id_for,
 };
 use event_store::outbox::note_failed_attempt;
 use schemas::topics::ensure_aggregate_topics;
@@ -55,9 +55,13 @@ impl OutboxRelay {
             &config.kafka_brokers,
             &config.topic_prefix,
             config.topic_partitions,
+            config.topic_replication_factor,
         )
         .await?;
-        let relay_id = RandomIds.new_id();
+        let relay_id = config
+            .instance_id
+            .as_deref()
+            .map_or_else(|| RandomIds.new_id(), relay_id_for);
         tracing::info!(%relay_id, schemas = schema_ids.len(), "outbox relay ready");
         Ok(Self {
             config,
@@ -154,6 +158,7 @@ impl OutboxRelay {
                         &self.config.kafka_brokers,
                         &self.config.topic_prefix,
                         self.config.topic_partitions,
+                        self.config.topic_replication_factor,
                     )
                     .await
                     {

@@ -9,6 +9,7 @@
 //! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | topics are `<prefix>order`, `<prefix>payment`, `<prefix>inventory`; dead letters go to `<prefix>dlq.<projection>` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics the projector creates when missing (same default as the relay) |
+//! | `KEEL_TOPIC_REPLICATION_FACTOR` | `1` | brokers each partition of those topics is kept on (3 in `deploy/`) |
 //! | `KEEL_PROJECTIONS` | `orders,stock,payments` | projections this process runs |
 //! | `KEEL_PROJECTOR_GROUP_PREFIX` | `keel-projector` | consumer group of a projection: `<prefix>.<projection>` |
 //! | `KEEL_PROJECTOR_BATCH_SIZE` | `500` | most events applied in one transaction |
@@ -47,6 +48,8 @@ pub struct KafkaSettings {
     pub topic_prefix: String,
     /// Partitions of topics created at start-up when missing.
     pub topic_partitions: i32,
+    /// Brokers each partition of a topic created at start-up is kept on.
+    pub topic_replication_factor: i32,
     /// `session.timeout.ms` of the consumer groups.
     pub session_timeout: Duration,
     /// `auto.commit.interval.ms`: stored offsets (of applied messages only) are committed
@@ -191,6 +194,9 @@ impl Settings {
                 ),
                 topic_prefix: text("KEEL_TOPIC_PREFIX", schemas::DEFAULT_TOPIC_PREFIX),
                 topic_partitions: env.positive("KEEL_TOPIC_PARTITIONS")?.unwrap_or(8),
+                topic_replication_factor: env
+                    .positive("KEEL_TOPIC_REPLICATION_FACTOR")?
+                    .unwrap_or(1),
                 session_timeout: env
                     .millis("KEEL_KAFKA_SESSION_TIMEOUT_MS")?
                     .unwrap_or(Duration::from_secs(10)),
@@ -281,6 +287,7 @@ mod tests {
         assert_eq!(s.projector.retry, RetryPolicy::default());
         assert_eq!(s.projector.lock_timeout, Duration::from_secs(2));
         assert_eq!(s.projector.group_instance_id(Projection::Stock), None);
+        assert_eq!(s.kafka.topic_replication_factor, 1);
     }
 
     #[test]
@@ -292,6 +299,7 @@ mod tests {
                 "postgres://r:secret@replica/rm",
             ),
             ("KEEL_TOPIC_PREFIX", "prod."),
+            ("KEEL_TOPIC_REPLICATION_FACTOR", "3"),
             ("KEEL_PROJECTIONS", "stock, payments,stock"),
             ("KEEL_PROJECTOR_BATCH_SIZE", "42"),
             ("KEEL_PROJECTOR_MAX_ATTEMPTS", "2"),
@@ -302,6 +310,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.database_url.expose(), "postgres://r:secret@replica/rm");
         assert_eq!(s.kafka.topic_prefix, "prod.");
+        assert_eq!(s.kafka.topic_replication_factor, 3);
         assert_eq!(s.projections, vec![Projection::Stock, Projection::Payments]);
         assert_eq!(s.projector.batch_size, 42);
         assert_eq!(s.projector.retry.max_attempts, 2);

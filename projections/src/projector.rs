@@ -334,7 +334,13 @@ impl Projector {
             dead_letter::dead_letter_topic(&kafka.topic_prefix, projection.name());
         let mut wanted: Vec<&str> = sources.keys().map(String::as_str).collect();
         wanted.push(&dead_letter_topic);
-        topics::ensure_topics(&kafka.brokers, &wanted, kafka.topic_partitions).await?;
+        topics::ensure_topics(
+            &kafka.brokers,
+            &wanted,
+            kafka.topic_partitions,
+            kafka.topic_replication_factor,
+        )
+        .await?;
 
         let group_id = settings.group_id(projection);
         let mut config = ClientConfig::new();

@@ -8,6 +8,7 @@
 //! | `KEEL_SCHEMA_REGISTRY_URL` | `http://127.0.0.1:8081/apis/ccompat/v7` | Confluent-compatible registry |
 //! | `KEEL_TOPIC_PREFIX` | `keel.` | event topics are `<prefix>order|payment|inventory` |
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics created if missing |
+//! | `KEEL_TOPIC_REPLICATION_FACTOR` | `1` | brokers each partition of those topics is kept on (3 in `deploy/`) |
 //! | `KEEL_SAGA_GROUP_ID` | `keel-saga` | the saga's own consumer group |
 //! | `KEEL_SAGA_INSTANCE_ID` | — | static group membership: a name unique to this instance and stable across its restarts (`group.instance.id`), so a restarted saga takes its partitions back at once; unset = dynamic membership |
 //! | `KEEL_SAGA_START_FROM` | `earliest` | where a new group starts: `earliest` or `latest` |
@@ -43,6 +44,8 @@ pub struct SagaConfig {
     pub topic_prefix: String,
     /// Partitions of topics the saga creates if they are missing.
     pub topic_partitions: i32,
+    /// Brokers each partition of those topics is kept on.
+    pub topic_replication_factor: i32,
     /// Consumer group.
     pub group_id: String,
     /// `group.instance.id`: this instance's stable name for static group membership. A
@@ -99,6 +102,7 @@ impl std::fmt::Debug for SagaConfig {
             .field("schema_registry_url", &self.schema_registry_url)
             .field("topic_prefix", &self.topic_prefix)
             .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication_factor", &self.topic_replication_factor)
             .field("group_id", &self.group_id)
             .field("instance_id", &self.instance_id)
             .field("start_from", &self.start_from)
@@ -127,6 +131,7 @@ impl SagaConfig {
             schema_registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
             topic_prefix: schemas::DEFAULT_TOPIC_PREFIX.into(),
             topic_partitions: 8,
+            topic_replication_factor: 1,
             group_id: "keel-saga".into(),
             instance_id: None,
             start_from: StartFrom::Earliest,
@@ -186,6 +191,9 @@ impl SagaConfig {
         if let Some(partitions) = env.positive("KEEL_TOPIC_PARTITIONS")? {
             config.topic_partitions = partitions;
         }
+        if let Some(factor) = env.positive("KEEL_TOPIC_REPLICATION_FACTOR")? {
+            config.topic_replication_factor = factor;
+        }
         let millis = |var, target: &mut Duration| -> Result<(), ConfigError> {
             if let Some(value) = env.positive_millis(var)? {
                 *target = value;
@@ -243,6 +251,7 @@ mod tests {
             ("KEEL_SAGA_STEP_TIMEOUT_MS", "1500"),
             ("KEEL_SAGA_START_FROM", "latest"),
             ("KEEL_TOPIC_PREFIX", "dev."),
+            ("KEEL_TOPIC_REPLICATION_FACTOR", "3"),
         ])
         .unwrap();
         assert_eq!(custom.command_api_url, "http://api:9000");
@@ -251,6 +260,7 @@ mod tests {
         assert_eq!(custom.step_timeout, Duration::from_millis(1500));
         assert_eq!(custom.start_from, StartFrom::Latest);
         assert_eq!(custom.topic_prefix, "dev.");
+        assert_eq!(custom.topic_replication_factor, 3);
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl SagaRunner {
             &config.kafka_brokers,
             &config.topic_prefix,
             config.topic_partitions,
+            config.topic_replication_factor,
         )
         .await?;
         let mut consumer_config = ClientConfig::new();

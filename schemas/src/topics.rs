@@ -23,15 +23,18 @@ pub struct TopicError {
     pub reason: String,
 }
 
-/// Creates each of `topics` that does not exist yet, with `partitions` partitions
-/// (replication factor 1 on the local stack; production topics are provisioned up front).
+/// Creates each of `topics` that does not exist yet, with `partitions` partitions, each
+/// kept on `replication_factor` brokers (`KEEL_TOPIC_REPLICATION_FACTOR`: 1 on the local
+/// stack's single node, 3 in `deploy/`). A topic that exists is left as it is.
 ///
 /// # Errors
-/// [`TopicError`] for the first topic that neither exists nor could be created.
+/// [`TopicError`] for the first topic that neither exists nor could be created (for one, a
+/// replication factor larger than the cluster's brokers).
 pub async fn ensure_topics(
     brokers: &str,
     topics: &[&str],
     partitions: i32,
+    replication_factor: i32,
 ) -> Result<(), TopicError> {
     let error = |topic: &str, reason: String| TopicError {
         brokers: brokers.to_owned(),
@@ -48,7 +51,13 @@ pub async fn ensure_topics(
         .request_timeout(Some(Duration::from_secs(10)));
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .map(|topic| {
+            NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(replication_factor),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(&new_topics, &options)
@@ -79,9 +88,10 @@ pub async fn ensure_aggregate_topics(
     brokers: &str,
     prefix: &str,
     partitions: i32,
+    replication_factor: i32,
 ) -> Result<Vec<String>, TopicError> {
     let topics = aggregate_topics(prefix);
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    ensure_topics(brokers, &names, partitions).await?;
+    ensure_topics(brokers, &names, partitions, replication_factor).await?;
     Ok(topics)
 }

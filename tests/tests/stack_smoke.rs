@@ -297,3 +297,58 @@ async fn the_registry_refuses_a_backward_incompatible_schema_change() {
         "the refused change left no version behind"
     );
 }
+
+/// The replication factor the platform's processes create topics with is the one configured
+/// (`KEEL_TOPIC_REPLICATION_FACTOR`): 1 makes a topic on the local stack's single node; 2
+/// is refused by it, naming the topic, and makes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_with_the_configured_replication_factor() {
+    let stack = Stack::from_env();
+    let prefix = tests::unique_name("replication");
+    let single = format!("{prefix}.single");
+    schemas::topics::ensure_topics(&stack.kafka_brokers, &[single.as_str()], 2, 1)
+        .await
+        .expect("replication factor 1 on one broker");
+    // Creating it again leaves it as it is.
+    schemas::topics::ensure_topics(&stack.kafka_brokers, &[single.as_str()], 2, 1)
+        .await
+        .expect("an existing topic is fine");
+
+    let replicated = format!("{prefix}.replicated");
+    let error = schemas::topics::ensure_topics(&stack.kafka_brokers, &[replicated.as_str()], 2, 2)
+        .await
+        .expect_err("one broker cannot keep two replicas");
+    assert_eq!(error.topic, replicated, "{error}");
+    assert!(
+        error.reason.to_lowercase().contains("replication"),
+        "{error}"
+    );
+
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_brokers)
+        .create()
+        .expect("metadata client");
+    let metadata =
+        tokio::task::block_in_place(|| consumer.fetch_metadata(None, Duration::from_secs(10)))
+            .expect("metadata");
+    let topic = |name: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(|p| p.replicas().len())
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(topic(&single), Some(vec![1, 1]));
+    assert!(
+        topic(&replicated).is_none_or(|partitions| partitions.is_empty()),
+        "{replicated} must not exist"
+    );
+    tests::delete_topics_with_prefix(&stack.kafka_brokers, &prefix)
+        .await
+        .expect("delete the test's topics");
+}

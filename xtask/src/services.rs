@@ -53,6 +53,8 @@ pub const SERVICES: &[PlatformService] = &[
         env: &[
             ("KEEL_LOG_FORMAT", "pretty"),
             ("KEEL_METRICS_ADDR", "127.0.0.1:9101"),
+            // One relay on this machine: a restart takes every outbox shard back at once.
+            ("KEEL_RELAY_INSTANCE_ID", "local-relay"),
         ],
     },
     PlatformService {

@@ -14,5 +14,6 @@ mod helpers;
 mod support;
 
 mod broker_outage;
+mod leases;
 mod ordering;
 mod wire_contract;

@@ -116,9 +116,14 @@ pub async fn rebuild_from_kafka(
         .map(|kind| kind.topic(&kafka.topic_prefix))
         .collect();
     let wanted: Vec<&str> = topic_names.iter().map(String::as_str).collect();
-    topics::ensure_topics(&kafka.brokers, &wanted, kafka.topic_partitions)
-        .await
-        .map_err(kafka_error)?;
+    topics::ensure_topics(
+        &kafka.brokers,
+        &wanted,
+        kafka.topic_partitions,
+        kafka.topic_replication_factor,
+    )
+    .await
+    .map_err(kafka_error)?;
 
     let resumed = shadow::exists(read_model, projection).await?;
     if resumed {

@@ -134,6 +134,7 @@ impl Harness {
             schema_registry_url: registry_url,
             topic_prefix,
             topic_partitions: partitions,
+            topic_replication_factor: 1,
             session_timeout: Duration::from_secs(6),
             auto_commit_interval: Duration::from_millis(200),
         };
