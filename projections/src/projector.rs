@@ -60,7 +60,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
-use schemas::subscription::Subscription;
+use schemas::subscription::{self, Subscription};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -438,6 +438,7 @@ impl Projector {
         // The first look at retrying aggregates is at start-up: an earlier run (or another
         // instance) may have left some.
         let mut next_retry_sweep = Instant::now();
+        let mut fatal_check = subscription::fatal_check();
         loop {
             let consumer = self.subscription.consumer();
             let first = tokio::select! {
@@ -457,6 +458,10 @@ impl Projector {
                         }
                         Err(Interrupted) => break,
                     }
+                    continue;
+                }
+                _ = fatal_check.tick() => {
+                    self.subscription.renew_if_fatal().await;
                     continue;
                 }
                 // `recv` is cancellation safe: no message is lost when another branch wins.

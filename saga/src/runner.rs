@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schemas::AggregateKind;
-use schemas::subscription::Subscription;
+use schemas::subscription::{self, Subscription};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -210,11 +210,16 @@ impl SagaRunner {
     }
 
     async fn consume(&self, shutdown: &CancellationToken) {
+        let mut fatal_check = subscription::fatal_check();
         loop {
             let consumer = self.subscription.consumer();
             let received = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
+                _ = fatal_check.tick() => {
+                    self.subscription.renew_if_fatal().await;
+                    continue;
+                }
                 received = consumer.recv() => received,
             };
             let message = match received {

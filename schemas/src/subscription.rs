@@ -4,13 +4,30 @@
 //! such a consumer by a new one in the same group, which resumes from the committed
 //! offsets; what the old one applied but could not commit comes again, and the readers'
 //! checkpoints skip it.
+//!
+//! A fatal error does not always reach `recv` as an error: librdkafka may report it through
+//! the client's error callback only, and then `recv` waits forever. So the readers also
+//! look at the consumer's fatal-error state every [`FATAL_CHECK`], with
+//! [`fatal_check`].
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use tracing::{error, info};
+
+/// How often a reader looks for a fatal error that `recv` did not report.
+pub const FATAL_CHECK: Duration = Duration::from_secs(1);
+
+/// A timer for the fatal-error check: select on its `tick()` beside `recv` and call
+/// [`Subscription::renew_if_fatal`] when it fires.
+pub fn fatal_check() -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(FATAL_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
 
 /// `config` subscribed to `topics`, with a context made by `context` for each consumer.
 pub struct Subscription<C: ConsumerContext + 'static> {
@@ -58,7 +75,7 @@ impl<C: ConsumerContext + 'static> Subscription<C> {
         &self.topics
     }
 
-    /// Call after a consumer error: when the consumer has hit a fatal error, it is
+    /// Call after a consumer error, and every [`FATAL_CHECK`]: when the consumer has hit a fatal error, it is
     /// replaced by a new one (the old one is closed off the async threads). Returns
     /// whether it was.
     pub async fn renew_if_fatal(&self) -> bool {
