@@ -53,4 +53,9 @@ pub trait DomainError: std::error::Error + Send + Sync + 'static {
     fn code(&self) -> &'static str;
     /// Classification used to pick a transport status.
     fn category(&self) -> ErrorCategory;
+    /// The request field a validation error is about, as a dotted path
+    /// (`customer_details.email`), when one field is to blame.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -14,6 +14,7 @@
 //! | [`order::Order`] | `order` | order UUID |
 //! | [`payment::Payment`] | `payment` | payment UUID |
 //! | [`inventory::InventoryItem`] | `inventory` | the SKU |
+//! | [`customer::Customer`] | `customer` | customer UUID |
 //!
 //! # Errors
 //!
@@ -38,6 +39,7 @@ mod text;
 #[cfg(test)]
 mod test_support;
 
+pub mod customer;
 pub mod inventory;
 pub mod order;
 pub mod payment;

@@ -25,3 +25,59 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a current-thread runtime builds")
 }
+
+/// A stand-in for the event store's vault (this crate cannot reach it): "seals" by XOR, so
+/// tests can tell sealed bytes from the plaintext and the vault was asked once per create.
+#[derive(Debug, Default)]
+pub(crate) struct XorVault;
+
+impl XorVault {
+    pub(crate) fn sealed(
+        customer_id: uuid::Uuid,
+        details: &crate::customer::CustomerDetails,
+    ) -> crate::customer::SealedPersonalData {
+        let plain = serde_json::to_vec(details).expect("details serialize");
+        crate::customer::SealedPersonalData {
+            key_id: uuid::Uuid::from_u128(customer_id.as_u128() ^ 1),
+            ciphertext: plain.iter().map(|b| b ^ 0x5a).collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::customer::PersonalDataVault for XorVault {
+    async fn seal(
+        &self,
+        customer_id: uuid::Uuid,
+        details: &crate::customer::CustomerDetails,
+    ) -> Result<crate::customer::SealedPersonalData, crate::customer::VaultError> {
+        Ok(Self::sealed(customer_id, details))
+    }
+
+    async fn key_state(
+        &self,
+        _: uuid::Uuid,
+    ) -> Result<crate::customer::CustomerKeyState, crate::customer::VaultError> {
+        Ok(crate::customer::CustomerKeyState::Live)
+    }
+}
+
+/// The order aggregate's services in tests.
+pub(crate) fn vault() -> std::sync::Arc<dyn crate::customer::PersonalDataVault> {
+    std::sync::Arc::new(XorVault)
+}
+
+/// Valid personal data.
+pub(crate) fn details() -> crate::customer::CustomerDetails {
+    crate::customer::CustomerDetails {
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        shipping_address: crate::customer::ShippingAddress {
+            line1: "12 St James's Square".into(),
+            line2: None,
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        },
+    }
+}

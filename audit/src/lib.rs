@@ -13,6 +13,7 @@
 //!   API; the `keel-audit` binary (`src/bin`) is the same trail from a terminal.
 
 pub mod http;
+pub mod personal_data;
 pub mod state;
 pub mod store;
 pub mod verify;

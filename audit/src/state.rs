@@ -1,6 +1,7 @@
 //! Time travel: an aggregate's state as of a version, rebuilt by folding its events with the
 //! domain's own [`Aggregate::apply`], so a past state is exactly what the write side held.
 
+use aggregates::customer::Customer;
 use aggregates::inventory::InventoryItem;
 use aggregates::order::Order;
 use aggregates::payment::Payment;
@@ -18,11 +19,18 @@ pub enum FoldableAggregate {
     Payment,
     /// [`InventoryItem`].
     Inventory,
+    /// [`Customer`].
+    Customer,
 }
 
 impl FoldableAggregate {
     /// Every foldable `aggregate_type`.
-    pub const TYPES: [&'static str; 3] = [Order::TYPE, Payment::TYPE, InventoryItem::TYPE];
+    pub const TYPES: [&'static str; 4] = [
+        Order::TYPE,
+        Payment::TYPE,
+        InventoryItem::TYPE,
+        Customer::TYPE,
+    ];
 
     /// The aggregate stored under `aggregate_type`, if this service can fold it.
     pub fn from_type(aggregate_type: &str) -> Option<Self> {
@@ -30,6 +38,7 @@ impl FoldableAggregate {
             Order::TYPE => Some(Self::Order),
             Payment::TYPE => Some(Self::Payment),
             InventoryItem::TYPE => Some(Self::Inventory),
+            Customer::TYPE => Some(Self::Customer),
             _ => None,
         }
     }
@@ -44,6 +53,7 @@ impl FoldableAggregate {
             Self::Order => fold::<Order>(events),
             Self::Payment => fold::<Payment>(events),
             Self::Inventory => fold::<InventoryItem>(events),
+            Self::Customer => fold::<Customer>(events),
         }
     }
 }
@@ -108,7 +118,7 @@ mod tests {
     fn known_types_fold_and_others_do_not() {
         assert_eq!(
             FoldableAggregate::TYPES,
-            ["order", "payment", "inventory"],
+            ["order", "payment", "inventory", "customer"],
             "the aggregate types the store uses"
         );
         assert_eq!(FoldableAggregate::from_type("saga"), None);

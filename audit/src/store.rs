@@ -49,6 +49,13 @@ pub struct AuditEvent {
     /// The event's link in its stream's hash chain (SHA-256, hex), sealed at append time.
     #[schema(example = "3f0a…")]
     pub hash: Option<String>,
+    /// Only on events that carry sealed personal data (`OrderCreated.customer_details`):
+    /// `{"status": "present", "name", "email", "shipping_address", "key_id"}` for the
+    /// `auditor` role, `{"status": "redacted"}` for anyone else, `{"status": "erased"}`
+    /// once the customer was forgotten. The payload itself stays as stored (ciphertext).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub personal_data: Option<serde_json::Value>,
 }
 
 impl TryFrom<RecordedEvent> for AuditEvent {
@@ -74,6 +81,7 @@ impl TryFrom<RecordedEvent> for AuditEvent {
             transaction_id: event.position.transaction_id,
             global_position: event.position.global_position,
             recorded_at: event.recorded_at,
+            personal_data: None,
         })
     }
 }

@@ -28,6 +28,11 @@ pub enum CommandKind {
     AddStock,
     /// `POST /orders`: a new order aggregate per request (no load, append only).
     CreateOrder,
+    /// `POST /orders` with the customer's name, email and shipping address, for a new
+    /// customer each time: the command API gets the customer a data key (one more INSERT)
+    /// and seals the details before the append (ADR 0009). Against `create-order`, the cost
+    /// of personal data.
+    CreateOrderPersonal,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +64,23 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
             CommandKind::CreateOrder => client
                 .post(format!("{}/orders", common.command_url))
                 .json(&json!({"customer_id": picker.next_uuid(), "currency": "EUR"})),
+            CommandKind::CreateOrderPersonal => client
+                .post(format!("{}/orders", common.command_url))
+                .json(&json!({
+                    "customer_id": picker.next_uuid(),
+                    "currency": "EUR",
+                    "customer_details": {
+                        "name": "Ada Lovelace",
+                        "email": "ada@example.com",
+                        "shipping_address": {
+                            "line1": "12 St James's Square",
+                            "line2": "Flat 2",
+                            "city": "London",
+                            "postal_code": "SW1Y 4JH",
+                            "country": "GB"
+                        }
+                    }
+                })),
         };
         async move {
             match request.send().await {
@@ -77,7 +99,7 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
     .await;
     let footprint = footprint.finish().await;
 
-    let summary = summary_line(args.scenario, &result);
+    let summary = summary_line(args.scenario, &result, &footprint);
     Report {
         scenario: "commands",
         started_at,
@@ -98,14 +120,23 @@ pub async fn run(common: &Common, args: &CommandsArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn summary_line(kind: CommandKind, result: &OpenLoopResult) -> String {
+fn summary_line(kind: CommandKind, result: &OpenLoopResult, footprint: &Footprint) -> String {
     let name = match kind {
         CommandKind::AddStock => "add-stock",
         CommandKind::CreateOrder => "create-order",
+        CommandKind::CreateOrderPersonal => "create-order-personal",
     };
+    // The CPU time covers the warm-up too.
+    let commands = (result.completed + result.warmup_requests).max(1) as f64;
+    let cpu: Vec<String> = footprint
+        .cpu_seconds
+        .iter()
+        .map(|(process, seconds)| format!("{process} {:.0}", seconds * 1e6 / commands))
+        .collect();
     format!(
-        "commands {name}: {} latency(from due time) {}",
+        "commands {name}: {} latency(from due time) {} cpu µs/command: {}",
         open_loop_line(result),
-        percentiles(&result.latency)
+        percentiles(&result.latency),
+        cpu.join(", ")
     )
 }

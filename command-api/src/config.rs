@@ -22,6 +22,8 @@
 //! | `KEEL_AUTH` | `jwt` | `jwt`: bearer tokens required (a key below must be set); `disabled`: local development only |
 //! | `KEEL_AUTH_HS256_SECRET` / `_FILE` | — | HS256 key (≥ 32 bytes), inline or from a file (secret: never logged) |
 //! | `KEEL_AUTH_RS256_PUBLIC_KEY` / `_FILE` | — | RS256 public key (PEM), inline or from a file |
+//! | `KEEL_MASTER_KEY` / `_FILE` | — | master key of personal data (base64 of 32 bytes; ADR 0009); unset = orders with personal data are refused (503) |
+//! | `KEEL_MASTER_KEY_PREVIOUS` / `_FILE` | — | master keys that still unwrap during a rotation (comma-separated) |
 //! | `KEEL_AUTH_ISSUER`, `KEEL_AUTH_AUDIENCE` | — | required `iss` / `aud` claims, if set |
 //! | `KEEL_AUTH_LEEWAY_SECS` | `30` | clock skew tolerated on `exp` / `nbf` |
 //! | `KEEL_RATE_LIMIT_PER_SECOND` | `200` | requests per second per client (token subject, else IP); `0` = off |
@@ -32,6 +34,9 @@
 //! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use event_store::customer_keys::Keyring;
 
 pub use ops::ConfigError;
 pub use ops::env::DatabaseUrl;
@@ -59,6 +64,8 @@ pub struct Settings {
     pub gateway_guard: GatewayGuardSettings,
     /// Logging and trace export.
     pub telemetry: TelemetrySettings,
+    /// The master keys that wrap customers' data keys; `None`: personal data is refused.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// Event store settings.
@@ -87,6 +94,7 @@ impl Default for Settings {
             payment_gateway: PaymentGatewayKind::Simulated,
             gateway_guard: GatewayGuardSettings::default(),
             telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
+            keyring: None,
         }
     }
 }
@@ -112,6 +120,7 @@ impl Settings {
         let mut settings = Self::default();
         settings.http = settings.http.read(env)?;
         settings.database = settings.database.read(env)?;
+        settings.keyring = env.master_keys(Keyring::from_config)?.map(Arc::new);
         if let Some(every) = env.positive("KEEL_INVENTORY_SNAPSHOT_EVERY")? {
             settings.event_store.inventory_snapshot_every = every;
         }

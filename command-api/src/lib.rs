@@ -21,3 +21,4 @@ pub mod gateway;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod vault;

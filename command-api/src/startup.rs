@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::customer::PersonalDataVault;
 use aggregates::payment::{PaymentGateway, PaymentServices, SimulatedPaymentGateway};
 use axum::Router;
 use sqlx::PgPool;
@@ -17,6 +18,7 @@ use crate::config::{ConfigError, PaymentGatewayKind, Settings};
 use crate::gateway::GuardedGateway;
 use crate::http::{self, AppState};
 use crate::store::{AggregateStore, AppendHook};
+use crate::vault::KeyTableVault;
 use ops::clock::{Clock, SystemClock};
 use ops::ids::{IdSource, RandomIds};
 
@@ -136,13 +138,25 @@ impl Application {
             payment_gateway,
             append_hook,
         } = dependencies;
+        let vault: Arc<dyn PersonalDataVault> =
+            Arc::new(KeyTableVault::new(pool.clone(), settings.keyring.clone()));
         let state = AppState {
             orders: Arc::new(AggregateStore::new(
                 pool.clone(),
-                (),
+                Arc::clone(&vault),
                 None,
                 append_hook.clone(),
             )),
+            customers: Arc::new(AggregateStore::new(
+                pool.clone(),
+                vault,
+                None,
+                append_hook.clone(),
+            )),
+            fingerprint_key: settings
+                .keyring
+                .as_ref()
+                .map(|keyring| Arc::from(keyring.fingerprint_key())),
             payments: Arc::new(AggregateStore::new(
                 pool.clone(),
                 PaymentServices::new(payment_gateway),

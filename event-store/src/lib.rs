@@ -14,11 +14,14 @@
 //!   that seals each append (`migrations/0011_hash_chain.sql`), and the rows it covers.
 //! - [`outbox`]: the queue the append trigger fills and the relay drains, and its shard
 //!   count, which must equal the trigger's modulus.
+//! - [`customer_keys`]: per-customer data keys wrapped by the master key, sealing and
+//!   opening personal data, master-key rotation (`docs/adr/0009-crypto-shredding.md`).
 //! - `seed` (feature `seed`): bulk rows for rebuild benchmarks.
 //!
 //! Migration files are frozen once applied: sqlx keeps a checksum of each, so even a comment
 //! in one cannot change (several still name the crate that owned them before this one).
 
+pub mod customer_keys;
 pub mod hash_chain;
 pub mod log;
 pub mod outbox;

@@ -134,6 +134,25 @@ impl<'a> Env<'a> {
             .transpose()
     }
 
+    /// The master keys of personal data (`docs/adr/0009-crypto-shredding.md`), each read as
+    /// [`Env::secret`] reads a secret: `KEEL_MASTER_KEY` / `_FILE` (wraps new data keys) and
+    /// `KEEL_MASTER_KEY_PREVIOUS` / `_FILE` (comma-separated; still unwrap during a
+    /// rotation), handed to `parse` (`event_store::customer_keys::Keyring::from_config`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] as [`Env::secret`], or naming `KEEL_MASTER_KEY` with `parse`'s error.
+    pub fn master_keys<T, E: fmt::Display>(
+        &self,
+        parse: impl FnOnce(Option<&str>, Option<&str>) -> Result<T, E>,
+    ) -> Result<T, ConfigError> {
+        let current = self.secret("KEEL_MASTER_KEY", "KEEL_MASTER_KEY_FILE")?;
+        let previous = self.secret("KEEL_MASTER_KEY_PREVIOUS", "KEEL_MASTER_KEY_PREVIOUS_FILE")?;
+        parse(current.as_deref(), previous.as_deref()).map_err(|error| ConfigError {
+            var: "KEEL_MASTER_KEY",
+            reason: error.to_string(),
+        })
+    }
+
     /// A secret given either inline in `var` or as the path of a file in `file_var` (the
     /// usual way to mount Kubernetes and Docker secrets). Setting both is ambiguous and
     /// refused, and so is an empty secret: unlike other settings, a blank secret is an

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aggregates::customer::CustomerEvent;
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::OrderEvent;
 use aggregates::payment::PaymentEvent;
@@ -105,6 +106,7 @@ pub fn encode_for_wire(
         AggregateKind::Order => encode::<OrderEvent>(event, &metadata),
         AggregateKind::Payment => encode::<PaymentEvent>(event, &metadata),
         AggregateKind::Inventory => encode::<InventoryEvent>(event, &metadata),
+        AggregateKind::Customer => encode::<CustomerEvent>(event, &metadata),
     }
     .map_err(fail)?;
     let topic = kind.topic(topic_prefix);

@@ -19,6 +19,8 @@
 //! | `KEEL_PROJECTOR_RETRY_BACKOFF_MAX_MS` | `10000` | longest retry delay |
 //! | `KEEL_PROJECTOR_LOCK_TIMEOUT_MS` | `2000` | longest wait for a read-model row lock; past it the event's aggregate is held for a retry |
 //! | `KEEL_PROJECTOR_INSTANCE_ID` | — | static group membership: a name unique to this instance and stable across its restarts (`group.instance.id` = `<id>.<projection>`); unset = dynamic membership |
+//! | `KEEL_MASTER_KEY` / `_FILE` | — | master key that opens customers' personal data for the order view (ADR 0009); unset = shown as `unavailable` |
+//! | `KEEL_MASTER_KEY_PREVIOUS` / `_FILE` | — | master keys that still unwrap during a rotation (comma-separated) |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout: how long a killed instance's partitions wait when it does not come back |
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
@@ -28,7 +30,10 @@
 //!
 //! The database URL may hold a password: [`DatabaseUrl`] never prints it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use event_store::customer_keys::Keyring;
 
 use crate::projection::Projection;
 use ops::env::{Env, LOCAL_DATABASE_URL};
@@ -73,6 +78,9 @@ pub struct ProjectorSettings {
     /// This instance's stable name, for static group membership (see
     /// [`ProjectorSettings::group_instance_id`]); `None` = dynamic membership.
     pub instance_id: Option<String>,
+    /// Opens customers' sealed personal data for the order view (ADR 0009); `None`: it
+    /// shows as `unavailable`.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl ProjectorSettings {
@@ -86,10 +94,16 @@ impl ProjectorSettings {
     /// at once, where a dynamic member's replacement waits for the dead member's session to
     /// expire. The price: a static member that stops for good keeps its partitions until
     /// its session times out, even after a clean shutdown (it does not leave the group).
+    /// The name is `<instance>.<projection>.<topics>`
+    /// ([`schemas::subscription::static_member_id`]): a version that reads other topics
+    /// joins under a new name and gets a fresh assignment.
     pub fn group_instance_id(&self, projection: Projection) -> Option<String> {
-        self.instance_id
-            .as_ref()
-            .map(|id| format!("{id}.{}", projection.name()))
+        self.instance_id.as_ref().map(|id| {
+            schemas::subscription::static_member_id(
+                &format!("{id}.{}", projection.name()),
+                projection.sources(),
+            )
+        })
     }
 }
 
@@ -215,6 +229,7 @@ impl Settings {
                     .positive_millis("KEEL_PROJECTOR_LOCK_TIMEOUT_MS")?
                     .unwrap_or(Duration::from_secs(2)),
                 instance_id: env.text("KEEL_PROJECTOR_INSTANCE_ID"),
+                keyring: env.master_keys(Keyring::from_config)?.map(Arc::new),
             },
             projections: projections(env, "KEEL_PROJECTIONS")?,
             shutdown_timeout: env
@@ -317,7 +332,7 @@ mod tests {
         assert_eq!(s.projector.lock_timeout, Duration::from_millis(250));
         assert_eq!(
             s.projector.group_instance_id(Projection::Stock).as_deref(),
-            Some("projections-0.stock")
+            Some("projections-0.stock.inventory")
         );
         assert_eq!(s.telemetry.format, LogFormat::Json);
     }

@@ -903,7 +903,11 @@ impl Projector {
                 stats.gaps += 1;
                 continue;
             }
-            match self.projection.apply(tx, event).await {
+            match self
+                .projection
+                .apply(tx, event, self.settings.keyring.as_deref())
+                .await
+            {
                 Ok(()) => {
                     checkpoint.last_sequence = sequence;
                     advanced.insert(key, sequence);

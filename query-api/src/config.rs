@@ -16,6 +16,8 @@
 //! | `KEEL_AUTH` | `jwt` | `jwt`: bearer tokens required (a key below must be set); `disabled`: local development only |
 //! | `KEEL_AUTH_HS256_SECRET` / `_FILE` | — | HS256 key (≥ 32 bytes), inline or from a file (secret: never logged) |
 //! | `KEEL_AUTH_RS256_PUBLIC_KEY` / `_FILE` | — | RS256 public key (PEM), inline or from a file |
+//! | `KEEL_MASTER_KEY` / `_FILE` | — | master key that opens personal data in the audit trail for the `auditor` role (ADR 0009); unset = shown as `unavailable` |
+//! | `KEEL_MASTER_KEY_PREVIOUS` / `_FILE` | — | master keys that still unwrap during a rotation (comma-separated) |
 //! | `KEEL_AUTH_ISSUER`, `KEEL_AUTH_AUDIENCE` | — | required `iss` / `aud` claims, if set |
 //! | `KEEL_AUTH_LEEWAY_SECS` | `30` | clock skew tolerated on `exp` / `nbf` |
 //! | `KEEL_RATE_LIMIT_PER_SECOND` | `200` | requests per second per client (token subject, else IP); `0` = off |
@@ -25,7 +27,10 @@
 //! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use audit::personal_data::Keyring;
 
 pub use ops::ConfigError;
 pub use ops::env::DatabaseUrl;
@@ -47,6 +52,8 @@ pub struct Settings {
     pub read_wait: ReadWaitSettings,
     /// Logging and trace export.
     pub telemetry: TelemetrySettings,
+    /// Opens personal data in the audit trail for auditors; `None`: `unavailable`.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// How `?min_version=` reads wait for the read model.
@@ -68,6 +75,7 @@ impl Default for Settings {
                 recheck_interval: Duration::from_millis(100),
             },
             telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
+            keyring: None,
         }
     }
 }
@@ -94,6 +102,7 @@ impl Settings {
         let mut settings = Self::default();
         settings.http = settings.http.read(env)?;
         settings.database = settings.database.read(env)?;
+        settings.keyring = env.master_keys(Keyring::from_config)?.map(Arc::new);
         if let Some(timeout) = env.positive_millis("KEEL_READ_WAIT_TIMEOUT_MS")? {
             settings.read_wait.timeout = timeout;
         }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::changes::{ChangeFeed, VersionWaiter};
 use crate::config::{ConfigError, Settings};
 use crate::http::{self, AppState};
+use audit::personal_data::AuditKeys;
 
 /// How long shutdown waits for pooled connections to be returned.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,6 +92,7 @@ impl Application {
                 settings.read_wait.timeout,
                 settings.read_wait.recheck_interval,
             ),
+            audit_keys: AuditKeys(settings.keyring.clone()),
         };
         let router = http::router(state, &settings.http)?;
         Ok(Self {

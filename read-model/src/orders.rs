@@ -124,10 +124,33 @@ pub struct OrderView {
     pub reservations: Vec<OrderReservation>,
     /// The order's payments (from the payment events), oldest first.
     pub payments: Vec<OrderPayment>,
+    /// The customer's name, email and shipping address, if the order carries them;
+    /// `{"status": "erased"}` once the customer was forgotten.
+    pub customer_details: Option<CustomerDetailsView>,
     /// The order's stream version this view reflects: compare with the version a command
     /// returned, or pass it as `min_version`.
     #[schema(minimum = 1)]
     pub version: i64,
+}
+
+/// Personal data on an order (ADR 0009): shown while the customer's key exists, erased
+/// for good once they are forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CustomerDetailsView {
+    /// `present`; `erased` (the customer was forgotten); `unavailable` (sealed, and the
+    /// projector holds no master key).
+    #[schema(example = "present")]
+    pub status: String,
+    /// Full name, while present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Email address, while present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Postal address (`line1`, `line2`, `city`, `postal_code`, `country`), while present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<serde_json::Value>,
 }
 
 /// One order line.
@@ -229,6 +252,10 @@ struct OrderRow {
     delivered_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     version: i64,
+    personal_data: String,
+    customer_name: Option<String>,
+    customer_email: Option<String>,
+    shipping_address: Option<sqlx::types::Json<serde_json::Value>>,
 }
 
 #[derive(FromRow)]
@@ -307,7 +334,8 @@ pub async fn find_order(pool: &PgPool, order_id: Uuid) -> Result<Option<OrderVie
     let Some(order) = sqlx::query_as::<_, OrderRow>(
         "SELECT order_id, customer_id, status, currency, total_minor, line_count, \
                 cancellation_reason, tracking_reference, created_at, placed_at, confirmed_at, \
-                cancelled_at, shipped_at, delivered_at, updated_at, version \
+                cancelled_at, shipped_at, delivered_at, updated_at, version, \
+                personal_data, customer_name, customer_email, shipping_address \
          FROM read_model.order_view WHERE order_id = $1",
     )
     .bind(order_id)
@@ -387,6 +415,12 @@ pub async fn find_order(pool: &PgPool, order_id: Uuid) -> Result<Option<OrderVie
                 updated_at: payment.updated_at,
             })
             .collect(),
+        customer_details: (order.personal_data != "none").then(|| CustomerDetailsView {
+            status: order.personal_data,
+            name: order.customer_name,
+            email: order.customer_email,
+            shipping_address: order.shipping_address.map(|address| address.0),
+        }),
         currency: order.currency,
         version: order.version,
     }))

@@ -108,6 +108,9 @@ pub fn route(metadata: &EventMetadata, event: DomainEvent) -> Route {
                 PaymentEvent::PaymentRefunded { .. } => by_payment(Observed::PaymentRefunded),
             }
         }
+        // Fulfilment needs no personal data: a forgotten customer's open orders go on as
+        // before (ADR 0009).
+        DomainEvent::Customer(_) => Route::Ignore,
     }
 }
 

@@ -135,7 +135,10 @@ impl SagaRunner {
         .await?;
         let mut consumer_config = ClientConfig::new();
         if let Some(instance) = &config.instance_id {
-            consumer_config.set("group.instance.id", instance);
+            consumer_config.set(
+                "group.instance.id",
+                subscription::static_member_id(instance, &AggregateKind::ALL),
+            );
         }
         consumer_config
             .set("bootstrap.servers", &config.kafka_brokers)

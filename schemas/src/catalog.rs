@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
+use aggregates::customer::{Customer, CustomerEvent};
 use aggregates::inventory::{InventoryEvent, InventoryItem};
 use aggregates::order::{Order, OrderEvent};
 use aggregates::payment::{Payment, PaymentEvent};
@@ -20,7 +21,7 @@ pub const SCHEMA_VERSION: &str = "1";
 /// `keel.payment` and `keel.inventory`.
 pub const DEFAULT_TOPIC_PREFIX: &str = "keel.";
 
-/// The three aggregate types and their wire naming.
+/// The aggregate types and their wire naming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AggregateKind {
     /// [`aggregates::order::Order`].
@@ -29,11 +30,14 @@ pub enum AggregateKind {
     Payment,
     /// [`aggregates::inventory::InventoryItem`].
     Inventory,
+    /// [`aggregates::customer::Customer`]: the forget events (ADR 0009).
+    Customer,
 }
 
 impl AggregateKind {
     /// Every aggregate type.
-    pub const ALL: [AggregateKind; 3] = [Self::Order, Self::Payment, Self::Inventory];
+    pub const ALL: [AggregateKind; 4] =
+        [Self::Order, Self::Payment, Self::Inventory, Self::Customer];
 
     /// The cqrs-es `Aggregate::TYPE`, as stored in the event store and in
     /// [`EventMetadata::aggregate_type`](crate::EventMetadata::aggregate_type).
@@ -42,6 +46,7 @@ impl AggregateKind {
             Self::Order => Order::TYPE,
             Self::Payment => Payment::TYPE,
             Self::Inventory => InventoryItem::TYPE,
+            Self::Customer => Customer::TYPE,
         }
     }
 
@@ -52,6 +57,7 @@ impl AggregateKind {
             Self::Order => "order",
             Self::Payment => "payment",
             Self::Inventory => "inventory",
+            Self::Customer => "customer",
         }
     }
 
@@ -67,6 +73,7 @@ impl AggregateKind {
             Self::Order => "io.keel.order",
             Self::Payment => "io.keel.payment",
             Self::Inventory => "io.keel.inventory",
+            Self::Customer => "io.keel.customer",
         }
     }
 
@@ -76,6 +83,7 @@ impl AggregateKind {
             Self::Order => OrderEvent::EVENT_TYPES,
             Self::Payment => PaymentEvent::EVENT_TYPES,
             Self::Inventory => InventoryEvent::EVENT_TYPES,
+            Self::Customer => CustomerEvent::EVENT_TYPES,
         }
     }
 
@@ -127,7 +135,7 @@ const COMMON_SOURCES: [Source; 3] = [
     avsc!("common", "EventMetadata"),
 ];
 
-const EVENT_SOURCES: [(AggregateKind, Source); 19] = [
+const EVENT_SOURCES: [(AggregateKind, Source); 20] = [
     (AggregateKind::Order, avsc!("order", "OrderCreated")),
     (AggregateKind::Order, avsc!("order", "OrderLineAdded")),
     (
@@ -164,6 +172,10 @@ const EVENT_SOURCES: [(AggregateKind, Source); 19] = [
     (
         AggregateKind::Inventory,
         avsc!("inventory", "ReservationCommitted"),
+    ),
+    (
+        AggregateKind::Customer,
+        avsc!("customer", "CustomerForgotten"),
     ),
 ];
 

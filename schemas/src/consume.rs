@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aggregates::customer::CustomerEvent;
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::OrderEvent;
 use aggregates::payment::PaymentEvent;
@@ -27,6 +28,8 @@ pub enum DomainEvent {
     Payment(PaymentEvent),
     /// From the inventory topic.
     Inventory(InventoryEvent),
+    /// From the customer topic.
+    Customer(CustomerEvent),
 }
 
 impl DomainEvent {
@@ -36,6 +39,7 @@ impl DomainEvent {
             Self::Order(_) => AggregateKind::Order,
             Self::Payment(_) => AggregateKind::Payment,
             Self::Inventory(_) => AggregateKind::Inventory,
+            Self::Customer(_) => AggregateKind::Customer,
         }
     }
 
@@ -45,6 +49,7 @@ impl DomainEvent {
             Self::Order(e) => e.event_type_name(),
             Self::Payment(e) => e.event_type_name(),
             Self::Inventory(e) => e.event_type_name(),
+            Self::Customer(e) => e.event_type_name(),
         }
     }
 }
@@ -255,6 +260,11 @@ impl EventDecoder {
                 let (m, e) =
                     decode_event_with_writer_schema::<InventoryEvent>(writer, reader, datum)?;
                 (m, DomainEvent::Inventory(e))
+            }
+            AggregateKind::Customer => {
+                let (m, e) =
+                    decode_event_with_writer_schema::<CustomerEvent>(writer, reader, datum)?;
+                (m, DomainEvent::Customer(e))
             }
         };
         Ok((metadata, event))

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use aggregates::customer::{CustomerEvent, SealedPersonalData};
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::{OrderEvent, OrderLine};
 use aggregates::payment::{DeclineReason, PaymentEvent};
@@ -41,6 +42,15 @@ fn order_samples() -> Vec<OrderEvent> {
         OrderEvent::OrderCreated {
             customer_id: id(10),
             currency: Currency::new("JPY").unwrap(),
+            customer_details: None,
+        },
+        OrderEvent::OrderCreated {
+            customer_id: id(10),
+            currency: Currency::new("EUR").unwrap(),
+            customer_details: Some(SealedPersonalData {
+                key_id: id(11),
+                ciphertext: vec![0, 1, 2, 254, 255],
+            }),
         },
         OrderEvent::OrderLineAdded {
             line: line("SKU-1", u32::MAX, i64::MAX),
@@ -138,6 +148,10 @@ fn inventory_samples() -> Vec<InventoryEvent> {
     ]
 }
 
+fn customer_samples() -> Vec<CustomerEvent> {
+    vec![CustomerEvent::CustomerForgotten {}]
+}
+
 fn metadata_for(kind: AggregateKind, full: bool) -> EventMetadata {
     let metadata = EventMetadata {
         aggregate_type: kind.aggregate_type().into(),
@@ -210,6 +224,10 @@ fn samples_cover_every_event_variant() {
         covered_types(&inventory_samples()),
         all_types(AggregateKind::Inventory)
     );
+    assert_eq!(
+        covered_types(&customer_samples()),
+        all_types(AggregateKind::Customer)
+    );
 }
 
 #[test]
@@ -223,6 +241,9 @@ fn every_event_variant_round_trips_through_its_schema() {
         }
         for event in inventory_samples() {
             assert_round_trip(&event, &metadata_for(AggregateKind::Inventory, full));
+        }
+        for event in customer_samples() {
+            assert_round_trip(&event, &metadata_for(AggregateKind::Customer, full));
         }
     }
 }
@@ -256,7 +277,7 @@ fn every_event_type_of_every_aggregate_has_a_schema() {
 fn every_avsc_file_on_disk_is_in_the_catalog() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut on_disk = BTreeSet::new();
-    for dir in ["common", "order", "payment", "inventory"] {
+    for dir in ["common", "order", "payment", "inventory", "customer"] {
         for entry in std::fs::read_dir(root.join("avro").join(dir)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             on_disk.insert(format!("avro/{dir}/{name}"));
@@ -316,7 +337,11 @@ fn datum_written_with_the_inlined_schema_reads_with_the_referencing_schemas() {
         .chain(catalog.events().iter().map(|s| s.source()))
         .collect();
     let list = Schema::parse_list(&sources).unwrap();
-    let event = &order_samples()[4];
+    let samples = order_samples();
+    let event = samples
+        .iter()
+        .find(|e| e.event_type_name() == "OrderPlaced")
+        .expect("an OrderPlaced sample");
     let metadata = metadata_for(AggregateKind::Order, true);
     let encoded = encode_event(&metadata, event).unwrap();
     let index = catalog.common().len()
@@ -432,6 +457,37 @@ fn an_order_placed_written_before_payment_method_existed_reads_as_none() {
 }
 
 #[test]
+fn an_order_created_written_before_customer_details_existed_reads_as_none() {
+    let reader = catalog().by_event_type("OrderCreated").unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(reader.schema_json()).unwrap();
+    let fields = json["fields"].as_array_mut().unwrap();
+    assert_eq!(fields.last().unwrap()["name"], "customer_details");
+    fields.pop();
+    let writer = Schema::parse(&json).unwrap();
+    SchemaCompatibility::can_read(&writer, reader.schema()).unwrap();
+
+    let metadata = metadata_for(AggregateKind::Order, true);
+    let event = OrderEvent::OrderCreated {
+        customer_id: id(10),
+        currency: Currency::new("EUR").unwrap(),
+        customer_details: None,
+    };
+    let apache_avro::types::Value::Record(mut old_fields) = event.to_avro(&metadata).unwrap()
+    else {
+        panic!("a record")
+    };
+    old_fields.pop();
+    let datum = GenericDatumWriter::builder(&writer)
+        .build()
+        .unwrap()
+        .write_value_to_vec(apache_avro::types::Value::Record(old_fields))
+        .unwrap();
+    let (_, decoded) =
+        decode_event_with_writer_schema::<OrderEvent>(&writer, reader, &datum).unwrap();
+    assert_eq!(decoded, event);
+}
+
+#[test]
 fn confluent_frame_carries_an_encoded_event() {
     let metadata = metadata_for(AggregateKind::Payment, true);
     let event = payment_samples().remove(0);
@@ -451,7 +507,7 @@ fn topics_subjects_and_aggregate_types() {
     use cqrs_es::Aggregate;
 
     let topics: Vec<_> = AggregateKind::ALL.map(AggregateKind::topic_suffix).into();
-    assert_eq!(topics, ["order", "payment", "inventory"]);
+    assert_eq!(topics, ["order", "payment", "inventory", "customer"]);
     assert_eq!(AggregateKind::Order.aggregate_type(), Order::TYPE);
     assert_eq!(AggregateKind::Payment.aggregate_type(), Payment::TYPE);
     assert_eq!(
@@ -464,7 +520,11 @@ fn topics_subjects_and_aggregate_types() {
             Some(kind)
         );
     }
-    assert_eq!(AggregateKind::from_aggregate_type("customer"), None);
+    assert_eq!(
+        AggregateKind::Customer.aggregate_type(),
+        aggregates::customer::Customer::TYPE
+    );
+    assert_eq!(AggregateKind::from_aggregate_type("shipment"), None);
 
     let schema = catalog()
         .by_full_name("io.keel.inventory.StockReserved")

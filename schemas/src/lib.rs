@@ -17,7 +17,7 @@
 //! # Topics and subjects
 //!
 //! One topic per aggregate type ([`AggregateKind::topic_suffix`]: `order`, `payment`,
-//! `inventory`; callers prepend their configured prefix), keyed by aggregate id, carrying
+//! `inventory`, `customer`; callers prepend their configured prefix), keyed by aggregate id, carrying
 //! several event types. Subjects follow Confluent's **TopicRecordNameStrategy**:
 //! [`subject`]`(topic, record_full_name)` = `<topic>-<record full name>`, e.g.
 //! `keel.order-io.keel.order.OrderPlaced`. A stock Confluent deserializer needs only the

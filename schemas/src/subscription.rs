@@ -18,6 +18,21 @@ use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use tracing::{error, info};
 
+/// The `group.instance.id` of a static member named `name` that reads the topics of
+/// `kinds`: the name followed by the topics' suffixes, sorted (`local-saga.customer_inventory_order_payment`).
+///
+/// The subscription is part of the name because a static member that comes back with a
+/// different subscription keeps the assignment it had (seen with Apache Kafka 4.3 and
+/// librdkafka: a projector upgraded to read one more topic got none of its partitions until
+/// it was restarted once more). Under a new name it joins as a new member and gets a fresh
+/// assignment; the old name's partitions move once its session times out.
+pub fn static_member_id(name: &str, kinds: &[crate::AggregateKind]) -> String {
+    let mut suffixes: Vec<&str> = kinds.iter().map(|kind| kind.topic_suffix()).collect();
+    suffixes.sort_unstable();
+    suffixes.dedup();
+    format!("{name}.{}", suffixes.join("_"))
+}
+
 /// How often a reader looks for a fatal error that `recv` did not report.
 pub const FATAL_CHECK: Duration = Duration::from_secs(1);
 
@@ -115,4 +130,29 @@ fn subscribe<C: ConsumerContext + 'static>(
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AggregateKind;
+
+    #[test]
+    fn a_static_member_id_names_its_subscription_in_a_stable_order() {
+        assert_eq!(
+            static_member_id(
+                "pod-1.orders",
+                &[
+                    AggregateKind::Payment,
+                    AggregateKind::Order,
+                    AggregateKind::Payment
+                ]
+            ),
+            "pod-1.orders.order_payment"
+        );
+        assert_ne!(
+            static_member_id("pod-1", &[AggregateKind::Order]),
+            static_member_id("pod-1", &[AggregateKind::Order, AggregateKind::Customer])
+        );
+    }
 }

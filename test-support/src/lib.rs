@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 pub mod broker;
 pub mod http;
+pub mod personal;
 pub mod scratch;
 pub mod tokens;
 

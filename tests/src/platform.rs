@@ -2,8 +2,10 @@
 //! projectors and the query API, on a database and topic prefix of their own, talking to
 //! the real PostgreSQL, broker and registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use event_store::customer_keys::Keyring;
 use outbox_relay::{OutboxRelay, RelayConfig};
 use projections::{Projection, Projector};
 use reqwest::{Method, StatusCode};
@@ -14,6 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Stack, unique_name};
+
+/// The master key of personal data (ADR 0009) of every component the platform starts:
+/// base64 of 32 bytes of 3.
+pub const MASTER_KEY: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
 
 /// A running platform. Call [`Platform::stop`] at the end of a test.
 #[derive(Debug)]
@@ -73,6 +79,9 @@ impl Platform {
     /// # Panics
     /// If a component cannot start; the message names it.
     pub async fn start() -> Self {
+        let keyring = Keyring::from_config(Some(MASTER_KEY), None)
+            .expect("test master key")
+            .map(Arc::new);
         let stack = Stack::from_env();
         let database = ScratchDatabase::create_on(&stack.database_url, "keel_e2e")
             .await
@@ -92,6 +101,7 @@ impl Platform {
         settings.http.addr = "127.0.0.1:0".parse().expect("address");
         settings.database.url = command_api::config::DatabaseUrl::new(url.clone());
         settings.database.max_connections = 8;
+        settings.keyring = keyring.clone();
         let dependencies = command_api::startup::Dependencies::from_settings(&settings);
         let command_api = command_api::startup::Application::build(&settings, dependencies)
             .await
@@ -132,6 +142,7 @@ impl Platform {
             "KEEL_PROJECTOR_GROUP_PREFIX" => Some(group_prefix.clone()),
             "KEEL_KAFKA_SESSION_TIMEOUT_MS" => Some("6000".into()),
             "KEEL_PROJECTOR_BATCH_LINGER_MS" => Some("2".into()),
+            "KEEL_MASTER_KEY" => Some(MASTER_KEY.to_owned()),
             _ => None,
         })
         .expect("projector settings");
@@ -154,6 +165,7 @@ impl Platform {
         let mut settings = query_api::config::Settings::default();
         settings.http.addr = "127.0.0.1:0".parse().expect("address");
         settings.database.url = query_api::config::DatabaseUrl::new(url);
+        settings.keyring = keyring;
         let query_api = query_api::startup::Application::build(&settings)
             .await
             .expect("query API starts");

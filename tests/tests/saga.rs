@@ -605,3 +605,59 @@ async fn a_saga_killed_between_two_steps_completes_exactly_once_after_restart() 
     second.stop().await;
     platform.stop().await;
 }
+
+/// Fulfilment needs no personal data (ADR 0009): an order whose customer is forgotten
+/// between creating and placing it is reserved, paid and confirmed like any other, and the
+/// order view shows its personal data as erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_customer_s_open_order_is_still_fulfilled() {
+    let platform = Platform::start().await;
+    let saga = RunningSaga::start(&platform, SagaOptions::default()).await;
+    let sku = new_sku("P");
+    stock(&platform, &sku, 3).await;
+    let customer = Uuid::new_v4();
+    let created = platform
+        .command(
+            "/orders",
+            json!({
+                "customer_id": customer,
+                "currency": "EUR",
+                "customer_details": {
+                    "name": "Grace Hopper",
+                    "email": "grace@example.com",
+                    "shipping_address": {"line1": "1 Navy Yard", "city": "Arlington", "postal_code": "22202", "country": "US"}
+                }
+            }),
+        )
+        .await
+        .expect_status(201);
+    let order_id = created.aggregate_id();
+    platform
+        .command(
+            &format!("/orders/{order_id}/lines"),
+            json!({"sku": sku, "quantity": 1, "unit_price": eur(900)}),
+        )
+        .await
+        .expect_status(201);
+    platform
+        .command(&format!("/customers/{customer}/forget"), json!({}))
+        .await
+        .expect_status(200);
+    platform
+        .command(
+            &format!("/orders/{order_id}/place"),
+            json!({"payment_method": "tok_visa"}),
+        )
+        .await
+        .expect_status(200);
+
+    let order_id = Uuid::parse_str(&order_id).expect("order id");
+    saga_reaches(&platform.db, order_id, SagaStatus::Completed).await;
+    order_status_becomes(&platform, order_id, "confirmed").await;
+    let view = platform.query(&format!("/orders/{order_id}")).await;
+    assert_eq!(view.body["customer_details"], json!({"status": "erased"}));
+    assert!(!view.body.to_string().contains("Grace"), "{:?}", view.body);
+
+    saga.stop().await;
+    platform.stop().await;
+}

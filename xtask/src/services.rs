@@ -26,7 +26,17 @@ pub struct PlatformService {
     pub http_port: Option<u16>,
     /// Extra environment for this process.
     pub env: &'static [(&'static str, &'static str)],
+    /// Variables naming a file of this repository (a development secret), given to the
+    /// process as an absolute path.
+    pub files: &'static [(&'static str, &'static str)],
 }
+
+/// The development master key of personal data (ADR 0009), for the processes that seal or
+/// open it. Published in this repository: for this machine only.
+const MASTER_KEY: (&str, &str) = (
+    "KEEL_MASTER_KEY_FILE",
+    "deploy/secrets/dev-master-key.secret",
+);
 
 /// Started in this order by `cargo xtask up`; ports match the README. The local stack is a
 /// development stack: authentication and rate limiting are off (each API logs a warning),
@@ -44,6 +54,7 @@ pub const SERVICES: &[PlatformService] = &[
             ("KEEL_AUTH", "disabled"),
             ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
         ],
+        files: &[MASTER_KEY],
     },
     PlatformService {
         name: "outbox-relay",
@@ -56,6 +67,7 @@ pub const SERVICES: &[PlatformService] = &[
             // One relay on this machine: a restart takes every outbox shard back at once.
             ("KEEL_RELAY_INSTANCE_ID", "local-relay"),
         ],
+        files: &[],
     },
     PlatformService {
         name: "saga",
@@ -69,6 +81,7 @@ pub const SERVICES: &[PlatformService] = &[
             // One saga on this machine: a restart takes its partitions back at once.
             ("KEEL_SAGA_INSTANCE_ID", "local-saga"),
         ],
+        files: &[],
     },
     PlatformService {
         name: "projector",
@@ -81,6 +94,7 @@ pub const SERVICES: &[PlatformService] = &[
             // One projector on this machine: a restart takes its partitions back at once.
             ("KEEL_PROJECTOR_INSTANCE_ID", "local-projector"),
         ],
+        files: &[MASTER_KEY],
     },
     PlatformService {
         name: "query-api",
@@ -93,6 +107,7 @@ pub const SERVICES: &[PlatformService] = &[
             ("KEEL_AUTH", "disabled"),
             ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
         ],
+        files: &[MASTER_KEY],
     },
 ];
 
@@ -175,6 +190,12 @@ pub fn start(
             .env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env.extend(
+        service
+            .files
+            .iter()
+            .map(|(k, path)| (k.to_string(), workspace.join(path).display().to_string())),
     );
     let pid = managed.spawn_with_env(&env)?;
     match service.http_port {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,7 @@ use super::commands::{
 use super::errors::OrderError;
 use super::events::{OrderEvent, OrderLine, order_total};
 use super::status::{OrderAction, OrderStatus};
+use crate::customer::PersonalDataVault;
 use crate::payment::MAX_PAYMENT_METHOD_CHARS;
 use crate::text::{is_valid_reason, is_valid_reference};
 use crate::{Currency, Money, Sku};
@@ -86,16 +89,24 @@ impl Order {
             OrderCommand::CreateOrder(CreateOrder {
                 customer_id,
                 currency,
+                customer_details,
             }) => {
                 if customer_id.is_nil() {
                     return Err(OrderError::InvalidCustomerId);
                 }
+                if let Some(details) = &customer_details {
+                    details
+                        .validate()
+                        .map_err(OrderError::InvalidCustomerDetails)?;
+                }
                 if self.state.is_some() {
                     return Err(OrderError::AlreadyExists);
                 }
+                // Sealed by `handle`, the one step that needs the vault.
                 OrderEvent::OrderCreated {
                     customer_id,
                     currency,
+                    customer_details: None,
                 }
             }
             OrderCommand::AddOrderLine(AddOrderLine {
@@ -236,17 +247,39 @@ impl Aggregate for Order {
     type Command = OrderCommand;
     type Event = OrderEvent;
     type Error = OrderError;
-    type Services = ();
+    type Services = Arc<dyn PersonalDataVault>;
 
+    /// Decides on plaintext, then seals the customer's personal data (if any) under their
+    /// data key, so that what is written is ciphertext only.
     async fn handle(
         &mut self,
         command: Self::Command,
-        _services: &Self::Services,
+        vault: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        if let Some(event) = self.decide(command)? {
-            sink.write(event, self).await;
+        let details = match &command {
+            OrderCommand::CreateOrder(create) => create.customer_details.clone(),
+            _ => None,
+        };
+        let Some(mut event) = self.decide(command)? else {
+            return Ok(());
+        };
+        if let (
+            Some(details),
+            OrderEvent::OrderCreated {
+                customer_id,
+                customer_details,
+                ..
+            },
+        ) = (details, &mut event)
+        {
+            let sealed = vault
+                .seal(*customer_id, &details)
+                .await
+                .map_err(|_| OrderError::PersonalDataUnavailable)?;
+            *customer_details = Some(sealed);
         }
+        sink.write(event, self).await;
         Ok(())
     }
 
@@ -254,6 +287,7 @@ impl Aggregate for Order {
         if let OrderEvent::OrderCreated {
             customer_id,
             currency,
+            ..
         } = event
         {
             self.state = Some(OrderState {

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::customer::CustomerDetails;
 use crate::macros::command_enum_from;
 use crate::{Currency, Money, Sku};
 
@@ -12,6 +13,11 @@ pub struct CreateOrder {
     pub customer_id: Uuid,
     /// Currency of every amount on this order.
     pub currency: Currency,
+    /// Who receives the order and where, if the shop gave it: validated, then sealed under
+    /// the customer's data key before anything is recorded (the event holds only
+    /// ciphertext).
+    #[serde(default)]
+    pub customer_details: Option<CustomerDetails>,
 }
 
 /// Add a product line to a draft.

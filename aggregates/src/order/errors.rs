@@ -1,3 +1,4 @@
+use crate::customer::InvalidCustomerDetails;
 use crate::{Currency, DomainError, ErrorCategory, Sku};
 
 use super::status::{OrderAction, OrderStatus};
@@ -14,6 +15,8 @@ use super::status::{OrderAction, OrderStatus};
 /// | `order.invalid_reason` | Validation | a cancellation reason is blank or longer than 500 characters |
 /// | `order.invalid_tracking_reference` | Validation | a tracking reference is blank, too long or has control characters |
 /// | `order.invalid_payment_method` | Validation | a payment-method token is blank, too long or has control characters |
+/// | `order.invalid_customer_details` | Validation | a personal field is blank, too long, has control characters, or an email/country of the wrong shape |
+/// | `order.personal_data_unavailable` | Transient | personal data could not be sealed (no master key configured, or the key table is unreachable) |
 /// | `order.not_found` | NotFound | the order was never created |
 /// | `order.line_not_found` | NotFound | the order has no line for that SKU |
 /// | `order.already_exists` | InvalidState | creating an order that exists |
@@ -56,6 +59,12 @@ pub enum OrderError {
         "payment method must be a non-blank token of at most 200 characters, without control characters"
     )]
     InvalidPaymentMethod,
+    /// A personal field breaks its rule.
+    #[error("invalid customer details: {0}")]
+    InvalidCustomerDetails(InvalidCustomerDetails),
+    /// The customer's personal data could not be sealed; nothing was recorded.
+    #[error("personal data cannot be accepted now")]
+    PersonalDataUnavailable,
     /// The order does not exist.
     #[error("order not found")]
     NotFound,
@@ -104,6 +113,8 @@ impl DomainError for OrderError {
             Self::InvalidReason => "order.invalid_reason",
             Self::InvalidTrackingReference => "order.invalid_tracking_reference",
             Self::InvalidPaymentMethod => "order.invalid_payment_method",
+            Self::InvalidCustomerDetails(_) => "order.invalid_customer_details",
+            Self::PersonalDataUnavailable => "order.personal_data_unavailable",
             Self::NotFound => "order.not_found",
             Self::LineNotFound { .. } => "order.line_not_found",
             Self::AlreadyExists => "order.already_exists",
@@ -111,6 +122,13 @@ impl DomainError for OrderError {
             Self::EmptyOrder => "order.empty_order",
             Self::DuplicateLine { .. } => "order.duplicate_line",
             Self::TooManyLines { .. } => "order.too_many_lines",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidCustomerDetails(invalid) => Some(invalid.field),
+            _ => None,
         }
     }
 
@@ -123,7 +141,9 @@ impl DomainError for OrderError {
             | Self::AmountOverflow
             | Self::InvalidReason
             | Self::InvalidTrackingReference
-            | Self::InvalidPaymentMethod => ErrorCategory::Validation,
+            | Self::InvalidPaymentMethod
+            | Self::InvalidCustomerDetails(_) => ErrorCategory::Validation,
+            Self::PersonalDataUnavailable => ErrorCategory::Transient,
             Self::NotFound | Self::LineNotFound { .. } => ErrorCategory::NotFound,
             Self::AlreadyExists
             | Self::InvalidTransition { .. }

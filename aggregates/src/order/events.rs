@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::customer::SealedPersonalData;
 use crate::macros::domain_events;
 use crate::{Currency, Money, MoneyError, Sku};
 
@@ -45,7 +46,14 @@ domain_events! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub enum OrderEvent {
         /// A draft was opened for `customer_id`; every amount on it is in `currency`.
-        OrderCreated { customer_id: Uuid, currency: Currency },
+        /// `customer_details` is the customer's personal data sealed under their data key
+        /// (`None` when none was given, and for events stored before it existed).
+        OrderCreated {
+            customer_id: Uuid,
+            currency: Currency,
+            #[serde(default)]
+            customer_details: Option<SealedPersonalData>,
+        },
         /// A line was added to the draft.
         OrderLineAdded { line: OrderLine },
         /// The draft line for `sku` now has `quantity` units.

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{run, runtime};
+use crate::customer::{CustomerDetails, NoVault, PersonalDataVault};
+use crate::test_support::{XorVault, details, run, runtime, vault};
 use crate::{Currency, DomainError, ErrorCategory, Money, Sku};
 
 type OrderTest = TestFramework<Order>;
@@ -40,6 +41,7 @@ fn created() -> OrderEvent {
     OrderEvent::OrderCreated {
         customer_id: customer(),
         currency: eur(),
+        customer_details: None,
     }
 }
 
@@ -123,7 +125,7 @@ async fn expect_events(
     command: impl Into<OrderCommand>,
     expected: Vec<OrderEvent>,
 ) {
-    OrderTest::with(())
+    OrderTest::with(vault())
         .given(given)
         .when_async(command.into())
         .await
@@ -135,7 +137,7 @@ async fn expect_error(
     command: impl Into<OrderCommand>,
     expected: OrderError,
 ) {
-    OrderTest::with(())
+    OrderTest::with(vault())
         .given(given)
         .when_async(command.into())
         .await
@@ -160,6 +162,7 @@ async fn create_order_opens_a_draft() {
         CreateOrder {
             customer_id: customer(),
             currency: eur(),
+            customer_details: None,
         },
         vec![created()],
     )
@@ -173,6 +176,7 @@ async fn create_order_rejects_nil_customer() {
         CreateOrder {
             customer_id: Uuid::nil(),
             currency: eur(),
+            customer_details: None,
         },
         OrderError::InvalidCustomerId,
     )
@@ -186,7 +190,89 @@ async fn create_order_rejects_existing_order() {
         CreateOrder {
             customer_id: customer(),
             currency: eur(),
+            customer_details: None,
         },
+        OrderError::AlreadyExists,
+    )
+    .await;
+}
+
+fn create_with(details: CustomerDetails) -> CreateOrder {
+    CreateOrder {
+        customer_id: customer(),
+        currency: eur(),
+        customer_details: Some(details),
+    }
+}
+
+#[tokio::test]
+async fn create_order_seals_the_customer_details() {
+    let sealed = XorVault::sealed(customer(), &details());
+    assert!(
+        !String::from_utf8_lossy(&sealed.ciphertext).contains("ada@example.com"),
+        "the stand-in vault must not keep plaintext either"
+    );
+    expect_events(
+        vec![],
+        create_with(details()),
+        vec![OrderEvent::OrderCreated {
+            customer_id: customer(),
+            currency: eur(),
+            customer_details: Some(sealed),
+        }],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn create_order_rejects_malformed_customer_details() {
+    let mut bad = details();
+    bad.email = "ada at example.com".into();
+    let result = OrderTest::with(vault())
+        .given_no_previous_events()
+        .when_async(create_with(bad).into())
+        .await
+        .inspect_result();
+    let error = result.unwrap_err();
+    assert_eq!(error.code(), "order.invalid_customer_details");
+    assert_eq!(error.category(), ErrorCategory::Validation);
+    assert_eq!(
+        error.to_string(),
+        "invalid customer details: customer_details.email: must look like name@example.com"
+    );
+}
+
+#[tokio::test]
+async fn create_order_without_a_vault_refuses_personal_data_but_not_orders() {
+    let no_vault: std::sync::Arc<dyn PersonalDataVault> = std::sync::Arc::new(NoVault);
+    OrderTest::with(no_vault.clone())
+        .given_no_previous_events()
+        .when_async(create_with(details()).into())
+        .await
+        .then_expect_error(OrderError::PersonalDataUnavailable);
+    assert_eq!(
+        OrderError::PersonalDataUnavailable.category(),
+        ErrorCategory::Transient
+    );
+    OrderTest::with(no_vault)
+        .given_no_previous_events()
+        .when_async(
+            CreateOrder {
+                customer_id: customer(),
+                currency: eur(),
+                customer_details: None,
+            }
+            .into(),
+        )
+        .await
+        .then_expect_events(vec![created()]);
+}
+
+#[tokio::test]
+async fn an_existing_order_is_not_sealed_again() {
+    expect_error(
+        vec![created()],
+        create_with(details()),
         OrderError::AlreadyExists,
     )
     .await;
@@ -688,7 +774,7 @@ async fn deliver_rejects_unknown_order() {
 async fn every_status_and_action_follows_the_status_machine() {
     for status in OrderStatus::ALL {
         for action in OrderAction::ALL {
-            let outcome = OrderTest::with(())
+            let outcome = OrderTest::with(vault())
                 .given(history(status))
                 .when_async(command_for(action))
                 .await
@@ -935,7 +1021,7 @@ proptest! {
 
         for command in commands {
             let before = order.clone();
-            match run(&runtime, &mut order, command, &()) {
+            match run(&runtime, &mut order, command, &vault()) {
                 Err(_) => prop_assert_eq!(&order, &before, "a rejection must change nothing"),
                 Ok(events) => {
                     for event in events {

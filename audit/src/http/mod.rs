@@ -15,9 +15,10 @@ pub mod cursor;
 pub mod extract;
 pub mod problem;
 
-use axum::Json;
 use axum::extract::{FromRef, State};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use ops::auth::{Principal, Role};
 use ops::params::{NoParams, ParameterError};
 use ops::problem::{PROBLEM_JSON, Problem};
 use serde::Serialize;
@@ -32,6 +33,7 @@ use self::extract::{
     AsOf, AuditLogParams, StateParams, StreamEventsParams, StreamPath, VerifyParams,
 };
 pub use self::problem::AuditError;
+use crate::personal_data::{self, AuditKeys, Viewer};
 use crate::state::FoldableAggregate;
 use crate::store::{self, AuditEvent, StreamRef};
 use crate::verify::{self, Mismatch, Verification};
@@ -42,6 +44,7 @@ pub fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     PgPool: FromRef<S>,
+    AuditKeys: FromRef<S>,
 {
     OpenApiRouter::new()
         .routes(routes!(get_stream_events))
@@ -122,6 +125,14 @@ pub struct StoreVerification {
     pub next_cursor: Option<String>,
 }
 
+/// Auditors see personal data; a caller without a verified `auditor` token does not.
+fn viewer(principal: Option<&Extension<Principal>>) -> Viewer {
+    match principal {
+        Some(Extension(principal)) if principal.has(Role::Auditor) => Viewer::Auditor,
+        _ => Viewer::Other,
+    }
+}
+
 fn stream_not_found(stream: StreamRef<'_>) -> AuditError {
     AuditError::not_found(
         "audit.stream_not_found",
@@ -150,6 +161,8 @@ fn stream_not_found(stream: StreamRef<'_>) -> AuditError {
 #[instrument(skip_all, fields(aggregate_type = %path.aggregate_type, aggregate_id = %path.aggregate_id))]
 pub async fn get_stream_events(
     State(pool): State<PgPool>,
+    State(keys): State<AuditKeys>,
+    principal: Option<Extension<Principal>>,
     path: StreamPath,
     params: StreamEventsParams,
 ) -> Result<Json<StreamHistoryPage>, AuditError> {
@@ -174,6 +187,7 @@ pub async fn get_stream_events(
     } else {
         None
     };
+    personal_data::reveal(&pool, &keys, viewer(principal.as_ref()), &mut items).await?;
     Ok(Json(StreamHistoryPage {
         aggregate_type: path.aggregate_type,
         aggregate_id: path.aggregate_id,
@@ -195,6 +209,8 @@ pub async fn get_stream_events(
 #[instrument(skip_all)]
 pub async fn list_events(
     State(pool): State<PgPool>,
+    State(keys): State<AuditKeys>,
+    principal: Option<Extension<Principal>>,
     params: AuditLogParams,
 ) -> Result<Json<AuditLogPage>, AuditError> {
     let mut items =
@@ -208,6 +224,7 @@ pub async fn list_events(
     } else {
         None
     };
+    personal_data::reveal(&pool, &keys, viewer(principal.as_ref()), &mut items).await?;
     Ok(Json(AuditLogPage { items, next_cursor }))
 }
 

@@ -27,6 +27,20 @@ pub struct Stack {
 }
 
 pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(StackOptions::default()).await
+}
+
+/// What a test changes in the stack: personal data needs a master key; the auditor/other
+/// distinction needs tokens on the query API.
+#[derive(Default)]
+pub struct StackOptions {
+    /// Master key of both APIs (ADR 0009).
+    pub keyring: Option<std::sync::Arc<audit::personal_data::Keyring>>,
+    /// Authentication of the query API (the command API stays open).
+    pub query_auth: Option<ops::auth::AuthSettings>,
+}
+
+pub async fn spawn_stack_with(options: StackOptions) -> Stack {
     let database = ScratchDatabase::create("keel_audit_test")
         .await
         .expect("scratch database");
@@ -35,6 +49,7 @@ pub async fn spawn_stack() -> Stack {
     command_settings.http.addr = "127.0.0.1:0".parse().expect("address");
     command_settings.http.shutdown_grace = Duration::from_secs(10);
     command_settings.database.max_connections = 4;
+    command_settings.keyring = options.keyring.clone();
     // Migrates the event store, hash chain included.
     let command_app = command_api::startup::Application::build_with_pool(
         &command_settings,
@@ -47,6 +62,10 @@ pub async fn spawn_stack() -> Stack {
     let mut query_settings = query_api::config::Settings::default();
     query_settings.http.addr = "127.0.0.1:0".parse().expect("address");
     query_settings.http.shutdown_grace = Duration::from_secs(10);
+    query_settings.keyring = options.keyring;
+    if let Some(auth) = options.query_auth {
+        query_settings.http.auth = auth;
+    }
     let query_app = query_api::startup::Application::build_with_pool(
         &query_settings,
         database.pool(4).await.expect("connect query pool"),

@@ -11,5 +11,6 @@
 mod helpers;
 mod history;
 mod log;
+mod personal_data;
 mod state;
 mod verify;

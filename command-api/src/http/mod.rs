@@ -11,6 +11,7 @@
 //! | POST | `/orders/{order_id}/cancel` | `CancelOrder` | 200 |
 //! | POST | `/orders/{order_id}/ship` | `ShipOrder` | 200 |
 //! | POST | `/orders/{order_id}/deliver` | `DeliverOrder` | 200 |
+//! | POST | `/customers/{customer_id}/forget` | `ForgetCustomer` | 200 (also when already forgotten) |
 //! | POST | `/payments` | `AuthorizePayment` | 201 |
 //! | POST | `/payments/{payment_id}/capture` | `CapturePayment` | 200 |
 //! | POST | `/payments/{payment_id}/void` | `VoidPayment` | 200 |
@@ -25,6 +26,7 @@
 //! Every command route needs a bearer token with the `writer` role (see [`access`]); the
 //! token's subject is the actor of the events it records.
 
+pub mod customers;
 pub mod extract;
 pub mod health;
 pub mod inventory;
@@ -37,6 +39,7 @@ pub mod response;
 use std::fmt;
 use std::sync::Arc;
 
+use aggregates::customer::Customer;
 use aggregates::inventory::InventoryItem;
 use aggregates::order::Order;
 use aggregates::payment::Payment;
@@ -75,6 +78,11 @@ pub struct AppState {
     pub payments: Arc<AggregateStore<Payment>>,
     /// Inventory event store (snapshotted).
     pub inventory: Arc<AggregateStore<InventoryItem>>,
+    /// Customer event store (forgetting; ADR 0009).
+    pub customers: Arc<AggregateStore<Customer>>,
+    /// Key of the keyed digest that stands in for personal fields in idempotency
+    /// fingerprints; `None` without a master key (then no personal data is accepted).
+    pub fingerprint_key: Option<Arc<[u8]>>,
     /// The database, for probes.
     pub pool: PgPool,
     /// Time of `occurred_at`.
@@ -164,6 +172,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::cancel_order))
         .routes(routes!(orders::ship_order))
         .routes(routes!(orders::deliver_order))
+        .routes(routes!(customers::forget_customer))
         .routes(routes!(payments::authorize_payment))
         .routes(routes!(payments::capture_payment))
         .routes(routes!(payments::void_payment))
@@ -193,7 +202,12 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
     // The process serving /metrics records from its first request on; conflicts show as 0
     // before the first one.
     ops::metrics::install();
-    for aggregate in [Order::TYPE, Payment::TYPE, InventoryItem::TYPE] {
+    for aggregate in [
+        Order::TYPE,
+        Payment::TYPE,
+        InventoryItem::TYPE,
+        Customer::TYPE,
+    ] {
         metrics::counter!("keel_concurrency_conflicts_total", "aggregate" => aggregate)
             .increment(0);
     }

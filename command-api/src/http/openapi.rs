@@ -28,6 +28,7 @@ Errors are `application/problem+json` with a stable `code`."
     ),
     tags(
         (name = "orders", description = "Order aggregate: draft, lines, place, confirm, cancel, ship, deliver"),
+        (name = "customers", description = "Customers: forgetting one destroys the keys of their personal data (crypto-shredding)"),
         (name = "payments", description = "Payment aggregate: authorize, capture, void, refund"),
         (name = "inventory", description = "Inventory aggregate (one per SKU): stock, adjustments, reservations"),
         (name = "health", description = "Liveness and readiness probes"),

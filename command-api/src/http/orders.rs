@@ -2,6 +2,7 @@
 
 use aggregates::Currency;
 use aggregates::Sku;
+use aggregates::customer::{CustomerDetails, ShippingAddress};
 use aggregates::order::{
     AddOrderLine, CancelOrder, ChangeOrderLineQuantity, ConfirmOrder, CreateOrder, DeliverOrder,
     OrderError, PlaceOrder, RemoveOrderLine, ShipOrder,
@@ -23,6 +24,72 @@ pub type OrderApiError = CommandError<OrderError>;
 
 type OrderResult = Result<CommandResponse, OrderApiError>;
 
+/// The customer's personal data on an order: sealed under the customer's data key before
+/// anything is recorded, erased everywhere when the customer is forgotten.
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerDetailsBody {
+    /// Full name; non-blank, at most 200 characters, no control characters.
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    /// Email address (`name@example.com`), at most 254 characters.
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// Where the order goes.
+    pub shipping_address: ShippingAddressBody,
+}
+
+// Personal data never reaches a log through `Debug`.
+impl std::fmt::Debug for CustomerDetailsBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerDetailsBody(<personal data>)")
+    }
+}
+
+/// A postal address.
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingAddressBody {
+    /// Street and number; non-blank, at most 200 characters.
+    #[schema(example = "12 St James's Square")]
+    pub line1: String,
+    /// Anything else (flat, building); if present non-blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    /// City; non-blank, at most 200 characters.
+    #[schema(example = "London")]
+    pub city: String,
+    /// Postal code; non-blank, at most 20 characters.
+    #[schema(example = "SW1Y 4JH")]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code, upper case.
+    #[schema(example = "GB", pattern = "^[A-Z]{2}$")]
+    pub country: String,
+}
+
+impl std::fmt::Debug for ShippingAddressBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShippingAddressBody(<personal data>)")
+    }
+}
+
+impl From<CustomerDetailsBody> for CustomerDetails {
+    fn from(body: CustomerDetailsBody) -> Self {
+        let address = body.shipping_address;
+        Self {
+            name: body.name,
+            email: body.email,
+            shipping_address: ShippingAddress {
+                line1: address.line1,
+                line2: address.line2,
+                city: address.city,
+                postal_code: address.postal_code,
+                country: address.country,
+            },
+        }
+    }
+}
+
 /// Body of `POST /orders`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +103,38 @@ pub struct CreateOrderRequest {
     /// ISO-4217 code of every amount on the order.
     #[schema(value_type = String, example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: Currency,
+    /// The customer's name, email and shipping address, if the shop has them. Optional;
+    /// needs a configured master key (else 503 `order.personal_data_unavailable`).
+    // Skipped when absent so a create without it fingerprints as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_details: Option<CustomerDetailsBody>,
+}
+
+/// What a create-order request is fingerprinted as: the personal fields replaced by a
+/// keyed digest, so `idempotency_keys` holds nothing a guess could be checked against
+/// without the master key. Without personal data it serializes exactly as the request
+/// itself did before, so stored fingerprints keep matching.
+#[derive(Serialize)]
+struct CreateOrderFingerprint {
+    order_id: Option<Uuid>,
+    customer_id: Uuid,
+    currency: Currency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_details: Option<String>,
+}
+
+fn personal_digest(key: Option<&[u8]>, details: &CustomerDetailsBody) -> String {
+    use hmac::{Hmac, Mac};
+    // Without a master key the command is refused before anything is recorded.
+    let Some(key) = key else {
+        return "unsealed".to_owned();
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return "unsealed".to_owned();
+    };
+    mac.update(&serde_json::to_vec(details).unwrap_or_default());
+    let digest = mac.finalize().into_bytes();
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Body of `POST /orders/{order_id}/lines`.
@@ -109,10 +208,22 @@ pub async fn create_order(
         .order_id
         .unwrap_or_else(|| headers.new_id("order", state.ids.as_ref()));
     Span::current().record("order_id", field::display(order_id));
-    let idempotency = headers.idempotent_request(|| Fingerprint::of("orders.create", "", &body));
+    let idempotency = headers.idempotent_request(|| {
+        let fingerprinted = CreateOrderFingerprint {
+            order_id: body.order_id,
+            customer_id: body.customer_id,
+            currency: body.currency,
+            customer_details: body
+                .customer_details
+                .as_ref()
+                .map(|details| personal_digest(state.fingerprint_key.as_deref(), details)),
+        };
+        Fingerprint::of("orders.create", "", &fingerprinted)
+    });
     let command = CreateOrder {
         customer_id: body.customer_id,
         currency: body.currency,
+        customer_details: body.customer_details.map(CustomerDetails::from),
     };
     let outcome = state
         .orders

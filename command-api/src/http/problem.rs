@@ -150,7 +150,11 @@ pub fn domain_problem<E: DomainError>(error: &E) -> Problem {
     let problem = Problem::new(status, error.code(), title, error.to_string());
     match category {
         ErrorCategory::Validation => problem.with_errors(vec![FieldError {
-            pointer: String::new(),
+            // A dotted field path as a JSON pointer into the request body.
+            pointer: error
+                .field()
+                .map(|field| format!("/{}", field.replace('.', "/")))
+                .unwrap_or_default(),
             detail: error.to_string(),
         }]),
         ErrorCategory::Transient => problem.retry_after(RETRY_AFTER_SECONDS),

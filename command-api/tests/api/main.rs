@@ -16,5 +16,6 @@ mod inventory;
 mod metadata;
 mod orders;
 mod payments;
+mod personal_data;
 mod security;
 mod service;

@@ -48,6 +48,7 @@ async fn the_openapi_document_describes_every_command() {
         ("/inventory/{sku}/reservations", "post"),
         ("/inventory/{sku}/reservations/{order_id}/release", "post"),
         ("/inventory/{sku}/reservations/{order_id}/commit", "post"),
+        ("/customers/{customer_id}/forget", "post"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
     ];

@@ -1,10 +1,12 @@
 //! The event store against real PostgreSQL: the commit-order reader and its horizon, stream
-//! reads, and the Rust definitions that must agree with the SQL (hash chain, outbox shards).
+//! reads, the Rust definitions that must agree with the SQL (hash chain, outbox shards), and
+//! the customer key table.
 
 // Tests, benchmarks and tools draw fresh ids and read the clock directly; `clippy.toml`
 // bans that only in the platform's own code.
 #![allow(clippy::disallowed_methods)]
 
+mod customer_keys;
 mod hash_chain;
 mod horizon;
 mod log;

@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => read_model.clone(),
     };
-    let store = EventStore::new(store_pool);
+    let store = EventStore::new(store_pool).with_keyring(settings.projector.keyring.clone());
 
     match cli.command {
         Command::List => list(&read_model, &store, false).await,
@@ -177,6 +177,13 @@ async fn main() -> anyhow::Result<()> {
             restart,
             per_event,
         } => {
+            // Without the key every customer's details would be rebuilt as `unavailable`.
+            if projection == Projection::Orders && settings.projector.keyring.is_none() {
+                anyhow::bail!(
+                    "rebuilding orders opens the customers' personal data: give keel-replay the \
+                     projector's master key (KEEL_MASTER_KEY or KEEL_MASTER_KEY_FILE; ADR 0009)"
+                );
+            }
             let options = RebuildOptions {
                 batch_size: batch_size as usize,
                 workers: workers as usize,

@@ -15,6 +15,7 @@ mod stock;
 use std::fmt;
 use std::str::FromStr;
 
+use event_store::customer_keys::Keyring;
 use schemas::AggregateKind;
 use sqlx::PgConnection;
 
@@ -23,8 +24,9 @@ use crate::event::ProjectedEvent;
 /// A read model built from the event topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Projection {
-    /// Order view (lines, totals, status, stock reservations, payments) and orders by
-    /// customer. Reads all three topics: reservations and payments name their order.
+    /// Order view (lines, totals, status, stock reservations, payments, the customer's
+    /// personal data until they are forgotten) and orders by customer. Reads every topic:
+    /// reservations and payments name their order, forget events their customer.
     Orders,
     /// Stock levels per SKU (on hand, reserved, available). Reads the inventory topic.
     Stock,
@@ -52,6 +54,7 @@ impl Projection {
                 AggregateKind::Order,
                 AggregateKind::Inventory,
                 AggregateKind::Payment,
+                AggregateKind::Customer,
             ],
             Self::Stock => &[AggregateKind::Inventory],
             Self::Payments => &[AggregateKind::Payment],
@@ -84,7 +87,9 @@ impl Projection {
     }
 
     /// Folds `event` into this projection's tables, as resolved by the transaction's
-    /// `search_path` (see the module docs).
+    /// `search_path` (see the module docs). `keys` opens sealed personal data (the key
+    /// table is read on `connection`, ADR 0009); without it, personal data shows as
+    /// `unavailable`.
     ///
     /// # Errors
     /// [`ApplyError`]: a database error, or an event the read model cannot take.
@@ -92,9 +97,10 @@ impl Projection {
         self,
         connection: &mut PgConnection,
         event: &ProjectedEvent,
+        keys: Option<&Keyring>,
     ) -> Result<(), ApplyError> {
         match self {
-            Self::Orders => orders::apply(connection, event).await,
+            Self::Orders => orders::apply(connection, event, keys).await,
             Self::Stock => stock::apply(connection, event).await,
             Self::Payments => payments::apply(connection, event).await,
         }

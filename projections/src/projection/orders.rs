@@ -5,10 +5,12 @@
 //! inventory and payment topics are read independently of the order topic, so a
 //! reservation may be projected before the order it names. The query side composes them.
 
+use aggregates::customer::{CustomerDetails, CustomerEvent, SealedPersonalData};
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::{OrderEvent, OrderLine};
 use aggregates::payment::PaymentEvent;
 use aggregates::{Money, MoneyError};
+use event_store::customer_keys::{KeyError, Keyring, Opened};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -18,9 +20,13 @@ use crate::event::{ProjectedEvent, SourceEvent};
 pub(super) async fn apply(
     connection: &mut PgConnection,
     event: &ProjectedEvent,
+    keys: Option<&Keyring>,
 ) -> Result<(), ApplyError> {
     match &event.event {
-        SourceEvent::Order(order_event) => apply_order(connection, event, order_event).await,
+        SourceEvent::Order(order_event) => apply_order(connection, event, order_event, keys).await,
+        SourceEvent::Customer(CustomerEvent::CustomerForgotten {}) => {
+            erase_customer(connection, aggregate_uuid(event)?).await
+        }
         SourceEvent::Inventory(inventory_event) => {
             apply_inventory(connection, event, inventory_event).await
         }
@@ -30,10 +36,80 @@ pub(super) async fn apply(
     }
 }
 
+/// The forget event: no personal column of the customer's orders keeps a value.
+async fn erase_customer(
+    connection: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<(), ApplyError> {
+    sqlx::query(
+        "UPDATE order_view SET personal_data = 'erased', customer_name = NULL, \
+         customer_email = NULL, shipping_address = NULL \
+         WHERE customer_id = $1 AND personal_data IN ('present', 'unavailable')",
+    )
+    .bind(customer_id)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// What the order view shows of the customer's personal data.
+enum Personal {
+    None,
+    Present(CustomerDetails),
+    Erased,
+    Unavailable,
+}
+
+impl Personal {
+    fn status(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Present(_) => "present",
+            Self::Erased => "erased",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Opens sealed details inside the batch's transaction (the key row is read `FOR SHARE`,
+/// so a concurrent forget commits only after this transaction, and its event then erases
+/// what this one wrote).
+async fn open_details(
+    connection: &mut PgConnection,
+    customer_id: Uuid,
+    sealed: Option<&SealedPersonalData>,
+    keys: Option<&Keyring>,
+) -> Result<Personal, ApplyError> {
+    let Some(sealed) = sealed else {
+        return Ok(Personal::None);
+    };
+    let Some(keys) = keys else {
+        return Ok(Personal::Unavailable);
+    };
+    match keys
+        .open(connection, customer_id, sealed.key_id, &sealed.ciphertext)
+        .await
+    {
+        Ok(Opened::Plain(plaintext)) => serde_json::from_slice(&plaintext)
+            .map(Personal::Present)
+            .map_err(|_| {
+                inconsistent(format!(
+                    "sealed details under key {} are not customer details",
+                    sealed.key_id
+                ))
+            }),
+        Ok(Opened::Erased) => Ok(Personal::Erased),
+        Err(KeyError::Database(error)) => Err(ApplyError::Database(error)),
+        // Never the plaintext: the error names the key only.
+        Err(error) => Err(inconsistent(error.to_string())),
+    }
+}
+
 async fn apply_order(
     connection: &mut PgConnection,
     event: &ProjectedEvent,
     order_event: &OrderEvent,
+    keys: Option<&Keyring>,
 ) -> Result<(), ApplyError> {
     let order_id = aggregate_uuid(event)?;
     let at = event.metadata.occurred_at;
@@ -41,7 +117,10 @@ async fn apply_order(
         OrderEvent::OrderCreated {
             customer_id,
             currency,
+            customer_details,
         } => {
+            let personal =
+                open_details(connection, *customer_id, customer_details.as_ref(), keys).await?;
             for table in ["order_view", "customer_orders"] {
                 sqlx::query(&format!(
                     "INSERT INTO {table} (order_id, customer_id, status, currency, \
@@ -53,6 +132,27 @@ async fn apply_order(
                 .bind(currency.as_str())
                 .bind(at)
                 .bind(event.sequence())
+                .execute(&mut *connection)
+                .await?;
+            }
+            if !matches!(personal, Personal::None) {
+                let (name, email, address) = match &personal {
+                    Personal::Present(details) => (
+                        Some(details.name.as_str()),
+                        Some(details.email.as_str()),
+                        Some(sqlx::types::Json(&details.shipping_address)),
+                    ),
+                    _ => (None, None, None),
+                };
+                sqlx::query(
+                    "UPDATE order_view SET personal_data = $2, customer_name = $3, \
+                     customer_email = $4, shipping_address = $5 WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .bind(personal.status())
+                .bind(name)
+                .bind(email)
+                .bind(address)
                 .execute(&mut *connection)
                 .await?;
             }

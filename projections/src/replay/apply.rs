@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
 
 use super::ReplayError;
@@ -89,7 +90,7 @@ pub(super) async fn apply_events(
         set_based::apply(connection, projection, &ordered).await?;
     } else {
         for stored in &ordered {
-            apply_one(connection, projection, stored).await?;
+            apply_one(connection, projection, stored, store.keyring()).await?;
         }
     }
     stats.applied += ordered.len() as u64;
@@ -119,8 +120,9 @@ async fn apply_one(
     connection: &mut PgConnection,
     projection: Projection,
     stored: &StoredEvent,
+    keys: Option<&Keyring>,
 ) -> Result<(), ReplayError> {
-    match projection.apply(connection, &stored.event).await {
+    match projection.apply(connection, &stored.event, keys).await {
         Ok(()) => Ok(()),
         Err(ApplyError::Database(error)) if !is_data_error(&error) => {
             Err(ReplayError::Database(error))

@@ -3,11 +3,14 @@
 //! decoded the way the live projector decodes it from Kafka.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use aggregates::customer::CustomerEvent;
 use aggregates::inventory::InventoryEvent;
 use aggregates::order::OrderEvent;
 use aggregates::payment::PaymentEvent;
 use event_store::StreamRef;
+use event_store::customer_keys::Keyring;
 use event_store::log::{self, LogFilter, RecordedEvent};
 use event_store::stream::{self, StreamRange};
 use schemas::{AggregateKind, EventMetadata};
@@ -57,12 +60,28 @@ pub enum SourceError {
 #[derive(Debug, Clone)]
 pub struct EventStore {
     pool: PgPool,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl EventStore {
     /// Reads through `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            keyring: None,
+        }
+    }
+
+    /// Opens sealed personal data with `keyring` while rebuilding (ADR 0009); the key
+    /// table is read on the read model's connection, which must reach it.
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// The keyring a rebuild opens personal data with.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_deref()
     }
 
     /// The pool.
@@ -182,6 +201,9 @@ fn decode(
         ),
         AggregateKind::Inventory => SourceEvent::Inventory(
             serde_json::from_str::<InventoryEvent>(payload).map_err(payload_error)?,
+        ),
+        AggregateKind::Customer => SourceEvent::Customer(
+            serde_json::from_str::<CustomerEvent>(payload).map_err(payload_error)?,
         ),
     };
     Ok(ProjectedEvent { metadata, event })

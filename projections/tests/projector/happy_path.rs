@@ -123,6 +123,10 @@ async fn commands_reach_every_read_model() {
         "delivered_at": null,
         "updated_at": NOW_JSON,
         "version": 5,
+        "personal_data": "none",
+        "customer_name": null,
+        "customer_email": null,
+        "shipping_address": null,
     });
     assert_eq!(
         row(pool, "order_view", "order_id", order_id).await,

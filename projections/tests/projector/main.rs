@@ -15,6 +15,7 @@ mod fenced;
 mod happy_path;
 mod held;
 mod outage;
+mod personal_data;
 mod poison;
 mod poison_flood;
 mod redelivery;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use aggregates::payment::SimulatedPaymentGateway;
 use chrono::{DateTime, Utc};
 use command_api::startup::{Application, Dependencies};
+use event_store::customer_keys::{Keyring, MasterKey};
 use ops::clock::FixedClock;
 use ops::ids::RandomIds;
 use outbox_relay::{OutboxRelay, RelayConfig};
@@ -39,6 +40,11 @@ fn now() -> DateTime<Utc> {
 }
 
 pub use test_support::unique_name;
+
+/// The master key of every test's command API and projectors (ADR 0009).
+pub fn test_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(MasterKey::from_bytes(&[5; 32]), vec![]))
+}
 
 /// Logs of the code under test, when `RUST_LOG` asks for them.
 fn init_tracing() {
@@ -94,6 +100,7 @@ impl Harness {
         let mut settings = command_api::config::Settings::default();
         settings.http.addr = "127.0.0.1:0".parse().expect("address");
         settings.http.shutdown_grace = Duration::from_secs(5);
+        settings.keyring = Some(test_keyring());
         let api_pool = database.pool(6).await.expect("connect command API pool");
         let dependencies = Dependencies {
             clock: Arc::new(FixedClock(now())),
@@ -298,6 +305,7 @@ impl Harness {
                 "order" => counts.order = n,
                 "inventory" => counts.inventory = n,
                 "payment" => counts.payment = n,
+                "customer" => counts.customer = n,
                 other => panic!("unexpected aggregate type {other} in the event store"),
             }
         }
@@ -350,6 +358,7 @@ impl Harness {
             },
             lock_timeout: Duration::from_secs(2),
             instance_id: None,
+            keyring: Some(test_keyring()),
         }
     }
 
@@ -362,7 +371,7 @@ impl Harness {
     }
 }
 
-fn id_of(body: &Value) -> Uuid {
+pub fn id_of(body: &Value) -> Uuid {
     body["aggregate_id"]
         .as_str()
         .and_then(|id| Uuid::parse_str(id).ok())
@@ -375,13 +384,14 @@ pub struct EventCounts {
     pub order: u64,
     pub inventory: u64,
     pub payment: u64,
+    pub customer: u64,
 }
 
 impl EventCounts {
     /// The events `projection` reads (and applies: every event of its topics counts).
     pub fn read_by(&self, projection: Projection) -> u64 {
         match projection {
-            Projection::Orders => self.order + self.inventory + self.payment,
+            Projection::Orders => self.order + self.inventory + self.payment + self.customer,
             Projection::Stock => self.inventory,
             Projection::Payments => self.payment,
         }

@@ -6,14 +6,27 @@ use event_store::seed::SeedMix;
 
 use crate::helpers::ExtraDatabase;
 
-fn keel_replay(url: &str, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_keel-replay"))
+/// A master key for the rebuilds that open personal data (base64 of 32 bytes).
+const MASTER_KEY: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+/// `keel-replay args` on `url`, with the master key when `with_key`.
+fn run(url: &str, args: &[&str], with_key: bool) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel-replay"));
+    command
         .args(args)
         .arg("--database-url")
         .arg(url)
         .env_remove("KEEL_EVENT_STORE_URL")
-        .output()
-        .expect("keel-replay runs");
+        .env_remove("KEEL_MASTER_KEY")
+        .env_remove("KEEL_MASTER_KEY_FILE");
+    if with_key {
+        command.env("KEEL_MASTER_KEY", MASTER_KEY);
+    }
+    command.output().expect("keel-replay runs")
+}
+
+fn keel_replay(url: &str, args: &[&str]) -> String {
+    let output = run(url, args, true);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -48,6 +61,11 @@ async fn list_seed_and_rebuild_from_the_command_line() {
     assert!(rebuilt.contains("swapped in"), "{rebuilt}");
     assert!(rebuilt.contains("1000 events read"), "{rebuilt}");
     assert!(rebuilt.contains("events/s"), "{rebuilt}");
+    // Without the master key, orders (which may hold personal data) is not rebuilt.
+    let refused = run(&database.url, &["rebuild", "orders"], false);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("KEEL_MASTER_KEY"), "{stderr}");
     let rebuilt = keel_replay(&database.url, &["rebuild", "orders"]);
     assert!(rebuilt.contains("2000 events read"), "{rebuilt}");
 

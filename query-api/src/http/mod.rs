@@ -18,6 +18,7 @@ pub mod stock;
 use std::future::Future;
 use std::sync::Arc;
 
+use audit::personal_data::AuditKeys;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Read-your-writes waits.
     pub waiter: VersionWaiter,
+    /// Opens personal data in the audit trail (for the `auditor` role only).
+    pub audit_keys: AuditKeys,
 }
 
 impl AppState {
@@ -85,6 +88,13 @@ impl AppState {
 impl FromRef<AppState> for PgPool {
     fn from_ref(state: &AppState) -> Self {
         state.pool.clone()
+    }
+}
+
+/// The audit routes open personal data with the configured master keys.
+impl FromRef<AppState> for AuditKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.audit_keys.clone()
     }
 }
 

@@ -6,6 +6,68 @@ use uuid::Uuid;
 use crate::helpers::{OrderRow, at, at_json, spawn_app};
 
 #[tokio::test]
+async fn customer_details_show_while_present_and_as_erased_once_forgotten() {
+    let app = spawn_app().await;
+    let (present, erased) = (Uuid::new_v4(), Uuid::new_v4());
+    for (order_id, personal_data, name, email, address) in [
+        (
+            present,
+            "present",
+            Some("Ada Lovelace"),
+            Some("ada@example.com"),
+            Some(
+                json!({"line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}),
+            ),
+        ),
+        (erased, "erased", None, None, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO read_model.order_view (order_id, customer_id, status, currency, total_minor, \
+                 line_count, created_at, updated_at, version, personal_data, customer_name, \
+                 customer_email, shipping_address) \
+             VALUES ($1, $2, 'draft', 'EUR', 0, 0, $3, $3, 1, $4, $5, $6, $7)",
+        )
+        .bind(order_id)
+        .bind(Uuid::new_v4())
+        .bind(at(0))
+        .bind(personal_data)
+        .bind(name)
+        .bind(email)
+        .bind(address)
+        .execute(&app.db)
+        .await
+        .expect("insert order");
+    }
+    let shown = app.get(&format!("/orders/{present}")).await;
+    assert_eq!(
+        shown.assert_ok()["customer_details"],
+        json!({
+            "status": "present",
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "shipping_address": {"line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"},
+        })
+    );
+    let gone = app.get(&format!("/orders/{erased}")).await;
+    assert_eq!(
+        gone.assert_ok()["customer_details"],
+        json!({"status": "erased"})
+    );
+    // The read model refuses plaintext next to an erased status.
+    let refused = sqlx::query(
+        "UPDATE read_model.order_view SET customer_email = 'ada@example.com' WHERE order_id = $1",
+    )
+    .bind(erased)
+    .execute(&app.db)
+    .await;
+    assert!(
+        refused.is_err(),
+        "the CHECK constraint keeps erased rows empty"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn order_view_has_lines_in_position_order_totals_reservations_and_payments() {
     let app = spawn_app().await;
     let order_id = Uuid::new_v4();
@@ -114,6 +176,7 @@ async fn order_view_has_lines_in_position_order_totals_reservations_and_payments
                     "created_at": at_json(12), "updated_at": at_json(26),
                 },
             ],
+            "customer_details": null,
             "version": 7,
         })
     );

@@ -1,6 +1,7 @@
 //! Small typed helpers to build and take apart Avro record values, so each aggregate's
 //! mapping reads like its schema.
 
+use aggregates::customer::SealedPersonalData;
 use aggregates::order::OrderLine;
 use aggregates::{Currency, Money, Sku};
 use apache_avro::types::Value;
@@ -40,6 +41,20 @@ fn optional_uuid(id: Option<Uuid>) -> Value {
     match id {
         None => Value::Union(0, Box::new(Value::Null)),
         Some(id) => Value::Union(1, Box::new(uuid(id))),
+    }
+}
+
+/// `["null", SealedPersonalData]`.
+pub(crate) fn optional_sealed(sealed: Option<&SealedPersonalData>) -> Value {
+    match sealed {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(sealed) => Value::Union(
+            1,
+            Box::new(Value::Record(vec![
+                ("key_id".into(), uuid(sealed.key_id)),
+                ("ciphertext".into(), Value::Bytes(sealed.ciphertext.clone())),
+            ])),
+        ),
     }
 }
 
@@ -194,6 +209,31 @@ impl Fields {
             Value::String(text) => Ok(Some(text)),
             other => Err(self.wrong_type(field, "null or string", &other)),
         }
+    }
+
+    /// A `["null", SealedPersonalData]` field; absent (a writer schema from before the
+    /// field existed) reads as null.
+    pub(crate) fn optional_sealed(
+        &mut self,
+        field: &str,
+    ) -> Result<Option<SealedPersonalData>, MappingError> {
+        if !self.fields.iter().any(|(name, _)| name == field) {
+            return Ok(None);
+        }
+        let value = match self.take(field)? {
+            Value::Union(_, inner) => *inner,
+            other => other,
+        };
+        if value == Value::Null {
+            return Ok(None);
+        }
+        let mut sealed = Fields::of("SealedPersonalData", value)?;
+        let key_id = sealed.uuid("key_id")?;
+        let ciphertext = match sealed.take("ciphertext")? {
+            Value::Bytes(bytes) => bytes,
+            other => return Err(sealed.wrong_type("ciphertext", "bytes", &other)),
+        };
+        Ok(Some(SealedPersonalData { key_id, ciphertext }))
     }
 
     fn optional_uuid(&mut self, field: &str) -> Result<Option<Uuid>, MappingError> {

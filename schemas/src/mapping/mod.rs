@@ -1,5 +1,6 @@
 //! Domain events ↔ Avro wire records, both ways.
 
+mod customer;
 mod fields;
 mod inventory;
 mod order;

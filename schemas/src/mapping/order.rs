@@ -2,8 +2,8 @@ use aggregates::order::OrderEvent;
 use apache_avro::types::Value;
 
 use super::fields::{
-    Fields, event_record, money, optional_string, order_line, quantity, split_event_record, string,
-    uuid,
+    Fields, event_record, money, optional_sealed, optional_string, order_line, quantity,
+    split_event_record, string, uuid,
 };
 use super::{AvroEvent, check_aggregate, unknown_event_type};
 use crate::{AggregateKind, EventMetadata, MappingError};
@@ -17,9 +17,14 @@ impl AvroEvent for OrderEvent {
             Self::OrderCreated {
                 customer_id,
                 currency,
+                customer_details,
             } => vec![
                 ("customer_id", uuid(*customer_id)),
                 ("currency", string(currency.as_str())),
+                (
+                    "customer_details",
+                    optional_sealed(customer_details.as_ref()),
+                ),
             ],
             Self::OrderLineAdded { line } => vec![("line", order_line(line))],
             Self::OrderLineQuantityChanged { sku, quantity: q } => {
@@ -63,6 +68,7 @@ fn decode(event_type: &str, f: &mut Fields) -> Result<OrderEvent, MappingError> 
         "OrderCreated" => OrderEvent::OrderCreated {
             customer_id: f.uuid("customer_id")?,
             currency: f.currency("currency")?,
+            customer_details: f.optional_sealed("customer_details")?,
         },
         "OrderLineAdded" => OrderEvent::OrderLineAdded {
             line: f.order_line("line")?,
