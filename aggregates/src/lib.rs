@@ -52,5 +52,14 @@ pub trait NamedCommand {
     /// The command's name, e.g. `"PlaceOrder"`: the variant, which is named after its struct.
     fn command_name(&self) -> &'static str;
 }
+
+/// Whether a command that lost a race (another command appended to its aggregate between
+/// its load and its append) may be decided again on the fresh state. Only for commands
+/// whose decision has no effect outside the aggregate: deciding twice must be the same as
+/// deciding once on the state that wins.
+pub trait Redecide {
+    /// True when deciding `self` again is harmless.
+    fn may_redecide(&self) -> bool;
+}
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use sku::{Sku, SkuError};

@@ -42,6 +42,13 @@ pub enum CustomerCommand {
 
 command_enum_from!(CustomerCommand: ForgetCustomer);
 
+/// Forgetting decides on the key table's state, which a second decision reads afresh.
+impl crate::Redecide for CustomerCommand {
+    fn may_redecide(&self) -> bool {
+        true
+    }
+}
+
 domain_events! {
     /// Facts about a customer as such. They never carry personal data.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

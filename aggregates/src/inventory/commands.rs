@@ -72,3 +72,10 @@ command_enum_from!(
     ReleaseReservation,
     CommitReservation,
 );
+
+/// Stock commands only read and change the item's own state.
+impl crate::Redecide for InventoryCommand {
+    fn may_redecide(&self) -> bool {
+        true
+    }
+}

@@ -124,3 +124,11 @@ command_enum_from!(
     ShipOrder,
     DeliverOrder,
 );
+
+/// Order commands change the order only; sealing personal data gets or creates the
+/// customer's one live key, which is the same on a second decision.
+impl crate::Redecide for OrderCommand {
+    fn may_redecide(&self) -> bool {
+        true
+    }
+}

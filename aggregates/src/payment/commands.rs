@@ -68,3 +68,11 @@ command_enum_from!(
     VoidPayment,
     RefundPayment,
 );
+
+/// Payment commands call the payment gateway while deciding: a second decision would
+/// authorize, capture or void a second time.
+impl crate::Redecide for PaymentCommand {
+    fn may_redecide(&self) -> bool {
+        false
+    }
+}

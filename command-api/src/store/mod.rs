@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use aggregates::NamedCommand;
+use aggregates::{NamedCommand, Redecide};
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -30,6 +30,10 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use self::idempotency::{IdempotencyRecord, IdempotentRequest};
+
+/// How many times a command that lost a race is decided again before it is answered 409
+/// (see [`AggregateStore::execute`]).
+pub const REDECISIONS: u32 = 3;
 
 /// Metadata key that carries the request fingerprint to the `events` trigger of migration
 /// 0002, which moves it into `idempotency_keys` and removes it from the stored metadata.
@@ -213,7 +217,7 @@ type Outcome<A> = Result<CommandOutcome, CommandError<<A as Aggregate>::Error>>;
 impl<A> AggregateStore<A>
 where
     A: Aggregate + Clone,
-    A::Command: NamedCommand,
+    A::Command: NamedCommand + Redecide + Clone,
 {
     /// A store over `pool`; with `snapshot_every = Some(n)` the aggregate is snapshotted
     /// every `n` events and loaded from its latest snapshot.
@@ -283,7 +287,48 @@ where
             .map_err(unavailable)
     }
 
+    /// Decides and appends; a command without `If-Match` that loses the race to the append
+    /// is decided again on the fresh state, up to [`REDECISIONS`] times, when its aggregate
+    /// says that is harmless ([`Redecide`]). With `If-Match` the caller asked for the
+    /// version it saw, so a lost race is its answer. A request whose idempotency key another
+    /// request now holds is not decided again either: that request's answer is the one to
+    /// give (the caller replays it).
     async fn decide_and_append(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+        let redecidable = envelope.expected_version.is_none() && envelope.command.may_redecide();
+        if !redecidable {
+            return self.decide_and_append_once(envelope).await;
+        }
+        let mut redecisions = 0;
+        loop {
+            let attempt = CommandEnvelope {
+                aggregate_id: envelope.aggregate_id.clone(),
+                command: envelope.command.clone(),
+                expected_version: None,
+                metadata: envelope.metadata.clone(),
+                idempotency: envelope.idempotency.clone(),
+            };
+            let outcome = self.decide_and_append_once(attempt).await;
+            let Err(CommandError::Conflict { .. }) = &outcome else {
+                return outcome;
+            };
+            if redecisions == REDECISIONS {
+                return outcome;
+            }
+            if let Some(request) = &envelope.idempotency
+                && self
+                    .find_key(&envelope.metadata.actor, request)
+                    .await?
+                    .is_some()
+            {
+                return outcome;
+            }
+            redecisions += 1;
+            metrics::counter!("keel_command_redecisions_total", "aggregate" => A::TYPE)
+                .increment(1);
+        }
+    }
+
+    async fn decide_and_append_once(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
         let CommandEnvelope {
             aggregate_id,
             command,

@@ -1,5 +1,6 @@
 //! Optimistic concurrency over real, concurrent HTTP requests: `ETag`/`If-Match`, and
-//! racing commands of which exactly one wins while the others get 409 — never a lost update.
+//! racing commands: a conditional loser gets 409, an unconditional one is decided again on
+//! the fresh state — never a lost update.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ fn line(sku: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
+async fn two_conditional_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
     let gate = Arc::new(RaceGate::default());
     let app = spawn_app_with(TestOptions {
         append_hook: Some(gate.clone()),
@@ -25,10 +26,12 @@ async fn two_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
     // Both requests must have loaded version 1 and decided before either appends.
     gate.arm(&order_id, 2);
 
+    // With If-Match the callers asked for version 1: the loser is not decided again.
     let path = format!("/orders/{order_id}/lines");
+    let if_match = [("If-Match", "\"1\"")];
     let (a, b) = tokio::join!(
-        app.post(&path, line("SKU-A")),
-        app.post(&path, line("SKU-B"))
+        app.post_with(&path, line("SKU-A"), &if_match),
+        app.post_with(&path, line("SKU-B"), &if_match)
     );
 
     let mut statuses = [a.status.as_u16(), b.status.as_u16()];
@@ -51,6 +54,79 @@ async fn two_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
         stored[1].payload["OrderLineAdded"]["line"]["sku"],
         winner_sku
     );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconditional_command_that_loses_a_race_is_decided_again_on_the_fresh_state() {
+    let gate = Arc::new(RaceGate::default());
+    let app = spawn_app_with(TestOptions {
+        append_hook: Some(gate.clone()),
+        ..TestOptions::default()
+    })
+    .await;
+    let order_id = app.create_order().await;
+    gate.arm(&order_id, 2);
+
+    // Both decided on version 1; one appends first, the other conflicts and is decided
+    // again on version 2 (the gate lets the second decision through).
+    let path = format!("/orders/{order_id}/lines");
+    let (a, b) = tokio::join!(
+        app.post(&path, line("SKU-A")),
+        app.post(&path, line("SKU-B"))
+    );
+    assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+    assert_eq!(b.status.as_u16(), 201, "{}", b.text);
+    let mut versions = [
+        a.body["version"].as_u64().expect("a version"),
+        b.body["version"].as_u64().expect("b version"),
+    ];
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3]);
+
+    // Both lines are stored, once each, in a gap-free stream: no update lost or doubled.
+    let stored = app.events_of("order", &order_id).await;
+    let skus: BTreeSet<String> = stored[1..]
+        .iter()
+        .map(|event| event.payload["OrderLineAdded"]["line"]["sku"].to_string())
+        .collect();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(
+        skus,
+        BTreeSet::from(["\"SKU-A\"".to_owned(), "\"SKU-B\"".to_owned()])
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_decided_again_gets_the_answer_of_the_fresh_state() {
+    let gate = Arc::new(RaceGate::default());
+    let app = spawn_app_with(TestOptions {
+        append_hook: Some(gate.clone()),
+        ..TestOptions::default()
+    })
+    .await;
+    let order_id = app.create_order().await;
+    app.post(&format!("/orders/{order_id}/lines"), line("SKU-A"))
+        .await
+        .assert_accepted(201, 2);
+    gate.arm(&order_id, 2);
+
+    // Two clerks place the same order: both decide on the draft, one places it, the other
+    // is decided again on the placed order, which refuses.
+    let path = format!("/orders/{order_id}/place");
+    let (a, b) = tokio::join!(
+        app.post(&path, serde_json::Value::Null),
+        app.post(&path, serde_json::Value::Null)
+    );
+    let (winner, loser) = if a.status.as_u16() == 200 {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    winner.assert_accepted(200, 3);
+    loser.assert_problem(409, "order.invalid_transition");
+    assert_eq!(app.events_of("order", &order_id).await.len(), 3);
     app.finish().await;
 }
 
