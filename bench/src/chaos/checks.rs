@@ -4,9 +4,11 @@
 //! must equal a clean rebuild from the store.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use event_store::customer_keys::Keyring;
 use projections::Projection;
 use projections::replay::source::EventStore;
 use projections::replay::{self, RebuildOptions, RebuildProgress};
@@ -376,7 +378,9 @@ impl RebuildComparison {
 /// Rebuilds every projection from the store, keeping the live tables aside, and counts the
 /// rows that differ; then drops the kept tables. Run it once the pipeline is idle.
 pub async fn read_models_against_rebuild(pool: &PgPool) -> anyhow::Result<Vec<RebuildComparison>> {
-    let store = EventStore::new(pool.clone());
+    // The live projector opens personal data with the master key; so must the rebuild, or
+    // a forgotten customer's orders would rebuild as `unavailable` rather than `erased`.
+    let store = EventStore::new(pool.clone()).with_keyring(master_key()?.map(Arc::new));
     let options = RebuildOptions {
         keep_old: true,
         restart: true,
@@ -423,4 +427,20 @@ pub async fn read_models_against_rebuild(pool: &PgPool) -> anyhow::Result<Vec<Re
         });
     }
     Ok(comparisons)
+}
+
+/// The projector's master key: `KEEL_MASTER_KEY_FILE`, else the local stack's development
+/// key (`deploy/secrets/dev-master-key.secret`, which `cargo xtask up` gives the projector).
+fn master_key() -> anyhow::Result<Option<Keyring>> {
+    let path = std::env::var_os("KEEL_MASTER_KEY_FILE").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/secrets/dev-master-key.secret")
+        },
+        std::path::PathBuf::from,
+    );
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the master key {}", path.display()))?;
+    Keyring::from_config(Some(&text), None)
+        .with_context(|| format!("the master key in {}", path.display()))
 }
