@@ -8,14 +8,10 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{RaceGate, TestOptions, spawn_app, spawn_app_with};
+use crate::helpers::{RaceGate, TestApp, TestOptions, spawn_app, spawn_app_with};
 
-fn line(sku: &str) -> serde_json::Value {
-    json!({"sku": sku, "quantity": 1, "unit_price": {"amount_minor": 100, "currency": "EUR"}})
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_conditional_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
+/// An app whose appends can be held at a barrier, and an order created on it.
+async fn racing_app() -> (TestApp, Arc<RaceGate>, String) {
     let gate = Arc::new(RaceGate::default());
     let app = spawn_app_with(TestOptions {
         append_hook: Some(gate.clone()),
@@ -23,6 +19,16 @@ async fn two_conditional_commands_racing_on_one_aggregate_one_wins_the_other_get
     })
     .await;
     let order_id = app.create_order().await;
+    (app, gate, order_id)
+}
+
+fn line(sku: &str) -> serde_json::Value {
+    json!({"sku": sku, "quantity": 1, "unit_price": {"amount_minor": 100, "currency": "EUR"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_conditional_commands_racing_on_one_aggregate_one_wins_the_other_gets_409() {
+    let (app, gate, order_id) = racing_app().await;
     // Both requests must have loaded version 1 and decided before either appends.
     gate.arm(&order_id, 2);
 
@@ -59,13 +65,7 @@ async fn two_conditional_commands_racing_on_one_aggregate_one_wins_the_other_get
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconditional_command_that_loses_a_race_is_decided_again_on_the_fresh_state() {
-    let gate = Arc::new(RaceGate::default());
-    let app = spawn_app_with(TestOptions {
-        append_hook: Some(gate.clone()),
-        ..TestOptions::default()
-    })
-    .await;
-    let order_id = app.create_order().await;
+    let (app, gate, order_id) = racing_app().await;
     gate.arm(&order_id, 2);
 
     // Both decided on version 1; one appends first, the other conflicts and is decided
@@ -100,13 +100,7 @@ async fn an_unconditional_command_that_loses_a_race_is_decided_again_on_the_fres
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_decided_again_gets_the_answer_of_the_fresh_state() {
-    let gate = Arc::new(RaceGate::default());
-    let app = spawn_app_with(TestOptions {
-        append_hook: Some(gate.clone()),
-        ..TestOptions::default()
-    })
-    .await;
-    let order_id = app.create_order().await;
+    let (app, gate, order_id) = racing_app().await;
     app.post(&format!("/orders/{order_id}/lines"), line("SKU-A"))
         .await
         .assert_accepted(201, 2);
