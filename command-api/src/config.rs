@@ -12,6 +12,9 @@
 //! | `KEEL_DB_MAX_CONNECTIONS` | `10` | connection pool size |
 //! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
 //! | `KEEL_INVENTORY_SNAPSHOT_EVERY` | `100` | inventory items are snapshotted every N events |
+//! | `KEEL_GROUP_COMMIT_MAX_BATCH` | `64` | most commands appended in one transaction (1–64; ADR 0010) |
+//! | `KEEL_GROUP_COMMIT_WAIT_US` | `0` | how long a batch waits for more commands after its first (µs); 0 = take what is queued |
+//! | `KEEL_GROUP_COMMIT_IN_FLIGHT` | `2` | batches committing at once (each holds a pooled connection) |
 //! | `KEEL_PAYMENT_GATEWAY` | `simulated` | payment gateway adapter (only `simulated` exists) |
 //! | `KEEL_GATEWAY_CALL_TIMEOUT_MS` | `2000` | upper bound on one payment-gateway call |
 //! | `KEEL_GATEWAY_MAX_RETRIES` | `2` | retries of a failed gateway call (transient failures only) |
@@ -35,6 +38,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_store::customer_keys::Keyring;
 
@@ -45,6 +49,7 @@ pub use ops::settings::{DatabaseSettings, HttpSettings};
 use ops::telemetry::{LogFormat, TelemetrySettings};
 
 use crate::gateway::GatewayGuardSettings;
+use crate::store::group_commit::{GroupCommitSettings, MAX_BATCH_LIMIT};
 
 /// This service's name in logs and exported traces.
 pub const SERVICE: &str = "command-api";
@@ -74,6 +79,8 @@ pub struct EventStoreSettings {
     /// Snapshot an inventory item every this many events (its stream grows with every
     /// reservation, so it is the long one).
     pub inventory_snapshot_every: usize,
+    /// How concurrent appends are batched into transactions.
+    pub group_commit: GroupCommitSettings,
 }
 
 /// The payment gateway adapter behind the `PaymentGateway` port.
@@ -90,6 +97,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             event_store: EventStoreSettings {
                 inventory_snapshot_every: 100,
+                group_commit: GroupCommitSettings::default(),
             },
             payment_gateway: PaymentGatewayKind::Simulated,
             gateway_guard: GatewayGuardSettings::default(),
@@ -123,6 +131,25 @@ impl Settings {
         settings.keyring = env.master_keys(Keyring::from_config)?.map(Arc::new);
         if let Some(every) = env.positive("KEEL_INVENTORY_SNAPSHOT_EVERY")? {
             settings.event_store.inventory_snapshot_every = every;
+        }
+        let group_commit = &mut settings.event_store.group_commit;
+        if let Some(max_batch) = env.positive::<usize>("KEEL_GROUP_COMMIT_MAX_BATCH")? {
+            if max_batch > MAX_BATCH_LIMIT {
+                return Err(ConfigError {
+                    var: "KEEL_GROUP_COMMIT_MAX_BATCH",
+                    reason: format!(
+                        "{max_batch} is above {MAX_BATCH_LIMIT}: a larger transaction overflows \
+                         PostgreSQL's cache of subtransactions, which slows every reader"
+                    ),
+                });
+            }
+            group_commit.max_batch = max_batch;
+        }
+        if let Some(micros) = env.parsed::<u64>("KEEL_GROUP_COMMIT_WAIT_US")? {
+            group_commit.max_wait = Duration::from_micros(micros);
+        }
+        if let Some(in_flight) = env.positive("KEEL_GROUP_COMMIT_IN_FLIGHT")? {
+            group_commit.in_flight = in_flight;
         }
         if let Some(gateway) = env.text("KEEL_PAYMENT_GATEWAY") {
             settings.payment_gateway = match gateway.as_str() {
@@ -237,6 +264,37 @@ mod tests {
                 .starts_with("KEEL_GATEWAY_BREAKER_THRESHOLD:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn group_commit_settings_come_from_the_environment() {
+        assert_eq!(
+            settings(&[]).unwrap().event_store.group_commit,
+            GroupCommitSettings::default()
+        );
+        let s = settings(&[
+            ("KEEL_GROUP_COMMIT_MAX_BATCH", "16"),
+            ("KEEL_GROUP_COMMIT_WAIT_US", "500"),
+            ("KEEL_GROUP_COMMIT_IN_FLIGHT", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.event_store.group_commit,
+            GroupCommitSettings {
+                max_batch: 16,
+                max_wait: Duration::from_micros(500),
+                in_flight: 3,
+            }
+        );
+        for (var, value) in [
+            ("KEEL_GROUP_COMMIT_MAX_BATCH", "65"),
+            ("KEEL_GROUP_COMMIT_MAX_BATCH", "0"),
+            ("KEEL_GROUP_COMMIT_IN_FLIGHT", "0"),
+            ("KEEL_GROUP_COMMIT_WAIT_US", "soon"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{var}:")), "{err}");
+        }
     }
 
     #[test]

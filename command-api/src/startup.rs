@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigError, PaymentGatewayKind, Settings};
 use crate::gateway::GuardedGateway;
 use crate::http::{self, AppState};
-use crate::store::{AggregateStore, AppendHook};
+use crate::store::group_commit::GroupCommit;
+use crate::store::{AggregateStore, AppendHook, Writer};
 use crate::vault::KeyTableVault;
 use ops::clock::{Clock, SystemClock};
 use ops::ids::{IdSource, RandomIds};
@@ -140,34 +141,27 @@ impl Application {
         } = dependencies;
         let vault: Arc<dyn PersonalDataVault> =
             Arc::new(KeyTableVault::new(pool.clone(), settings.keyring.clone()));
+        let writer = Writer {
+            pool: pool.clone(),
+            group_commit: GroupCommit::start(pool.clone(), settings.event_store.group_commit),
+            append_hook,
+        };
         let state = AppState {
-            orders: Arc::new(AggregateStore::new(
-                pool.clone(),
-                Arc::clone(&vault),
-                None,
-                append_hook.clone(),
-            )),
-            customers: Arc::new(AggregateStore::new(
-                pool.clone(),
-                vault,
-                None,
-                append_hook.clone(),
-            )),
+            orders: Arc::new(AggregateStore::new(&writer, Arc::clone(&vault), None)),
+            customers: Arc::new(AggregateStore::new(&writer, vault, None)),
             fingerprint_key: settings
                 .keyring
                 .as_ref()
                 .map(|keyring| Arc::from(keyring.fingerprint_key())),
             payments: Arc::new(AggregateStore::new(
-                pool.clone(),
+                &writer,
                 PaymentServices::new(payment_gateway),
                 None,
-                append_hook.clone(),
             )),
             inventory: Arc::new(AggregateStore::new(
-                pool.clone(),
+                &writer,
                 (),
                 Some(settings.event_store.inventory_snapshot_every),
-                append_hook,
             )),
             pool: pool.clone(),
             clock,

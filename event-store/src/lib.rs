@@ -9,6 +9,8 @@
 //!   event that commits late (invariant 4, `docs/adr/0002-outbox-and-global-position.md`)
 //!   and waits only for transactions that append (`docs/adr/0008-global-log-horizon.md`).
 //!   The replay, the audit trail and the tests read through it.
+//! - [`append`]: many commands' events in one transaction, each command all or nothing
+//!   (the group commit's statement, `docs/adr/0010-group-commit.md`).
 //! - [`stream`]: one aggregate's events in sequence order, its version now or at a time.
 //! - [`hash_chain`]: the per-stream hash chain's definition in Rust, next to the trigger
 //!   that seals each append (`migrations/0011_hash_chain.sql`), and the rows it covers.
@@ -21,6 +23,7 @@
 //! Migration files are frozen once applied: sqlx keeps a checksum of each, so even a comment
 //! in one cannot change (several still name the crate that owned them before this one).
 
+pub mod append;
 pub mod customer_keys;
 pub mod hash_chain;
 pub mod log;

@@ -8,7 +8,13 @@
 //! key `(aggregate_type, aggregate_id, sequence)` turns any concurrent append at the same
 //! position into a unique violation that postgres-es reports as `AggregateConflict`. No
 //! update is ever lost: the loser appends nothing and is told so.
+//!
+//! The append itself goes through the [`group_commit`]: concurrent commands share one
+//! transaction, each with its own outcome, and the database returns each event's id and
+//! global position, so nothing is read back. The one exception is a commit that also writes
+//! a snapshot (an inventory item's every 100th event): postgres-es appends it alone.
 
+pub mod group_commit;
 pub mod idempotency;
 
 use std::collections::HashMap;
@@ -22,13 +28,15 @@ use std::time::{Duration, Instant};
 use aggregates::{NamedCommand, Redecide};
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore};
+use event_store::append::{AppendRejected, NewEvent, StreamAppend};
 use postgres_es::PostgresEventRepository;
 use schemas::metadata_keys;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use self::group_commit::GroupCommit;
 use self::idempotency::{IdempotencyRecord, IdempotentRequest};
 
 /// How many times a command that lost a race is decided again before it is answered 409
@@ -196,11 +204,24 @@ pub trait AppendHook: Send + Sync + fmt::Debug + 'static {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
+/// What every aggregate type's store writes through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    /// The event store's database.
+    pub pool: PgPool,
+    /// The batches appends are committed in.
+    pub group_commit: GroupCommit,
+    /// The test seam, if a test installed one.
+    pub append_hook: Option<Arc<dyn AppendHook>>,
+}
+
 /// The event store for one aggregate type, and the way commands reach it.
 pub struct AggregateStore<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
     services: A::Services,
     pool: PgPool,
+    group_commit: GroupCommit,
+    snapshot_every: Option<usize>,
     append_hook: Option<Arc<dyn AppendHook>>,
 }
 
@@ -219,15 +240,10 @@ where
     A: Aggregate + Clone,
     A::Command: NamedCommand + Redecide + Clone,
 {
-    /// A store over `pool`; with `snapshot_every = Some(n)` the aggregate is snapshotted
-    /// every `n` events and loaded from its latest snapshot.
-    pub fn new(
-        pool: PgPool,
-        services: A::Services,
-        snapshot_every: Option<usize>,
-        append_hook: Option<Arc<dyn AppendHook>>,
-    ) -> Self {
-        let repository = PostgresEventRepository::new(pool.clone());
+    /// A store writing through `writer`; with `snapshot_every = Some(n)` the aggregate is
+    /// snapshotted every `n` events and loaded from its latest snapshot.
+    pub fn new(writer: &Writer, services: A::Services, snapshot_every: Option<usize>) -> Self {
+        let repository = PostgresEventRepository::new(writer.pool.clone());
         let store = match snapshot_every {
             Some(every) => PersistedEventStore::new_snapshot_store(repository, every),
             None => PersistedEventStore::new_event_store(repository),
@@ -235,8 +251,10 @@ where
         Self {
             store,
             services,
-            pool,
-            append_hook,
+            pool: writer.pool.clone(),
+            group_commit: writer.group_commit.clone(),
+            snapshot_every,
+            append_hook: writer.append_hook.clone(),
         }
     }
 
@@ -391,32 +409,118 @@ where
         }
         let appended = to_u64(events.len());
         let map = metadata.to_map(idempotency.as_ref());
-        match self.store.commit(events, context, map).await {
-            Ok(_) => {}
+        let events = if self.snapshot_due(current_version, events.len()) {
+            self.commit_with_snapshot(events, context, map).await
+        } else {
+            self.group_commit(&aggregate_id, current_version, events, &map)
+                .await
+        };
+        let events = match events {
+            Ok(events) => events,
             // Another command took this position in the stream, or (through the trigger of
             // migration 0002) another request holds our idempotency key.
-            Err(AggregateError::AggregateConflict) => {
+            Err(CommandError::Conflict { .. }) => {
                 let current_version = self
                     .current_version(&aggregate_id)
                     .await
                     .map_err(unavailable)?;
                 return Err(CommandError::Conflict { current_version });
             }
-            Err(other) => return Err(store_failure(other)),
-        }
-
-        let version = current_version + appended;
-        let events = self
-            .recorded_events(A::TYPE, &aggregate_id, current_version, version)
-            .await
-            .map_err(unavailable)?;
+            Err(other) => return Err(other),
+        };
         Ok(CommandOutcome {
             aggregate_type: A::TYPE.to_owned(),
             aggregate_id,
-            version,
+            version: current_version + appended,
             events,
             replayed: false,
         })
+    }
+
+    /// Whether appending `count` events to a stream at `version` reaches the next snapshot
+    /// (cqrs-es's rule for a snapshot store).
+    fn snapshot_due(&self, version: u64, count: usize) -> bool {
+        self.snapshot_every.is_some_and(|every| {
+            let version = usize::try_from(version).unwrap_or(usize::MAX);
+            every - version % every <= count
+        })
+    }
+
+    /// Appends in the next group commit; the database returns what it assigned.
+    async fn group_commit(
+        &self,
+        aggregate_id: &str,
+        current_version: u64,
+        events: Vec<A::Event>,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Vec<RecordedEvent>, CommandError<A::Error>> {
+        let metadata = serde_json::to_value(metadata).map_err(corrupt)?;
+        let events = events
+            .iter()
+            .map(|event| {
+                Ok(NewEvent {
+                    event_type: event.event_type(),
+                    event_version: event.event_version(),
+                    payload: serde_json::to_value(event).map_err(corrupt)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, CommandError<A::Error>>>()?;
+        let append = StreamAppend {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            after_sequence: to_i64(current_version),
+            events,
+        };
+        let event_types: Vec<String> = append
+            .events
+            .iter()
+            .map(|event| event.event_type.clone())
+            .collect();
+        match self.group_commit.append(append).await {
+            Ok(Ok(appended)) => appended
+                .into_iter()
+                .zip(event_types)
+                .map(|(appended, event_type)| {
+                    Ok(RecordedEvent {
+                        event_type,
+                        sequence: stored_u64("sequence", appended.sequence).map_err(unavailable)?,
+                        event_id: appended.event_id,
+                        global_position: appended.global_position,
+                    })
+                })
+                .collect(),
+            Ok(Err(AppendRejected::Conflict(_))) => Err(CommandError::Conflict { current_version }),
+            Ok(Err(failed @ AppendRejected::Failed { .. })) => {
+                Err(CommandError::Unavailable(Box::new(failed)))
+            }
+            Err(error) => Err(CommandError::Unavailable(Box::new(error))),
+        }
+    }
+
+    /// Appends with the snapshot the commit reaches, through postgres-es (one transaction of
+    /// its own), then reads back what the database assigned.
+    async fn commit_with_snapshot(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<RecordedEvent>, CommandError<A::Error>> {
+        let after = to_u64(context.current_sequence);
+        let through = after + to_u64(events.len());
+        let aggregate_id = context.aggregate_id.clone();
+        match self.store.commit(events, context, metadata).await {
+            Ok(_) => {}
+            Err(AggregateError::AggregateConflict) => {
+                return Err(CommandError::Conflict {
+                    current_version: after,
+                });
+            }
+            Err(other) => return Err(store_failure(other)),
+        }
+        self.recorded_events(A::TYPE, &aggregate_id, after, through)
+            .await
+            .map_err(unavailable)
     }
 
     async fn replay_recorded(&self, actor: &str, request: &IdempotentRequest) -> Outcome<A> {
@@ -512,6 +616,10 @@ pub(crate) fn stored_u64(column: &str, value: i64) -> Result<u64, sqlx::Error> {
         index: column.to_owned(),
         source: format!("corrupt: negative {column} {value}").into(),
     })
+}
+
+fn corrupt<E: std::error::Error>(error: serde_json::Error) -> CommandError<E> {
+    CommandError::Corrupt(Box::new(error))
 }
 
 fn store_failure<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {

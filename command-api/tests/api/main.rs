@@ -10,6 +10,7 @@
 mod bad_input;
 mod concurrency;
 mod edge;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod inventory;

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use event_store::append::{NewEvent, StreamAppend, append_batch};
 use event_store::log::{self, LogFilter, LogPosition, RecordedEvent};
 use sqlx::{PgExecutor, PgPool};
 use test_support::ScratchDatabase;
@@ -117,6 +118,49 @@ async fn an_open_append_holds_readers_back_until_it_ends() {
     let ids: Vec<&str> = read.iter().map(|e| e.aggregate_id.as_str()).collect();
     assert_eq!(ids, ["slow", "fast"], "both, in transaction order");
     assert_eq!(read[0].position.transaction_id, slow_xid);
+
+    store.finish().await;
+}
+
+/// A batch append is an appender like any other: open, it holds readers back, also when one
+/// of its commands rolled back to its savepoint.
+#[tokio::test]
+async fn an_open_batch_holds_readers_back_until_it_commits() {
+    let store = TestStore::new().await;
+    append(&store.db, "order", "taken", 1, "{}").await;
+    let cursor = read_until(&store.db, 1).await[0].position;
+
+    let event = || NewEvent {
+        event_type: "Happened".to_owned(),
+        event_version: "1".to_owned(),
+        payload: serde_json::json!({}),
+        metadata: serde_json::json!({"actor": "tester"}),
+    };
+    let command = |aggregate_id: &str| StreamAppend {
+        aggregate_type: "order".to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        after_sequence: 0,
+        events: vec![event()],
+    };
+    let mut batch = store.db.begin().await.expect("begin");
+    let outcomes = append_batch(&mut *batch, &[command("taken"), command("batched")])
+        .await
+        .expect("batch");
+    assert!(outcomes[0].is_err() && outcomes[1].is_ok(), "{outcomes:?}");
+    append(&store.db, "order", "fast", 1, "{}").await;
+
+    let after = log::read_after(&store.db, cursor, &LogFilter::default(), 100)
+        .await
+        .expect("read");
+    assert!(
+        after.is_empty(),
+        "nothing is handed out past an open batch: {after:?}"
+    );
+
+    batch.commit().await.expect("commit");
+    let read = read_until(&store.db, 3).await;
+    let ids: Vec<&str> = read.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(ids, ["taken", "batched", "fast"], "in transaction order");
 
     store.finish().await;
 }

@@ -6,6 +6,7 @@
 // bans that only in the platform's own code.
 #![allow(clippy::disallowed_methods)]
 
+mod append;
 mod customer_keys;
 mod hash_chain;
 mod horizon;
