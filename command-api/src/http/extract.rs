@@ -398,6 +398,21 @@ impl CommandHeaders {
         }
     }
 
+    /// The aggregate a create addresses: the client's id, else [`Self::new_id`]; and whether
+    /// the id was drawn fresh for this request (no client id, no key to derive it from),
+    /// so that nothing can be stored under it yet.
+    pub fn id_for_create(
+        &self,
+        given: Option<Uuid>,
+        purpose: &str,
+        ids: &dyn IdSource,
+    ) -> (Uuid, bool) {
+        match given {
+            Some(id) => (id, false),
+            None => (self.new_id(purpose, ids), self.idempotency_key.is_none()),
+        }
+    }
+
     /// The idempotency key with the fingerprint of this request, if a key was sent.
     pub fn idempotent_request(
         &self,

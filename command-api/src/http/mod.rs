@@ -121,6 +121,7 @@ impl AppState {
                 traceparent: headers.traceparent.clone(),
             },
             idempotency,
+            fresh_id: false,
         }
     }
 }

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::extract::{ApiJson, CommandHeaders, IdPath, IdSkuPath};
 use super::response::{CommandResponse, CommandResult};
 use super::{AppState, MoneyBody, NoFields};
-use crate::store::CommandError;
 use crate::store::idempotency::Fingerprint;
+use crate::store::{CommandEnvelope, CommandError};
 
 /// Errors of the `/orders` routes (statuses: see `http::problem`).
 pub type OrderApiError = CommandError<OrderError>;
@@ -204,9 +204,7 @@ pub async fn create_order(
     headers: CommandHeaders,
     ApiJson(body): ApiJson<CreateOrderRequest>,
 ) -> OrderResult {
-    let order_id = body
-        .order_id
-        .unwrap_or_else(|| headers.new_id("order", state.ids.as_ref()));
+    let (order_id, fresh_id) = headers.id_for_create(body.order_id, "order", state.ids.as_ref());
     Span::current().record("order_id", field::display(order_id));
     let idempotency = headers.idempotent_request(|| {
         let fingerprinted = CreateOrderFingerprint {
@@ -225,10 +223,11 @@ pub async fn create_order(
         currency: body.currency,
         customer_details: body.customer_details.map(CustomerDetails::from),
     };
-    let outcome = state
-        .orders
-        .execute(state.envelope(&headers, order_id.to_string(), command, idempotency))
-        .await?;
+    let envelope = CommandEnvelope {
+        fresh_id,
+        ..state.envelope(&headers, order_id.to_string(), command, idempotency)
+    };
+    let outcome = state.orders.execute(envelope).await?;
     let location = format!("/orders/{}", outcome.aggregate_id);
     Ok(CommandResponse::created(outcome, location))
 }

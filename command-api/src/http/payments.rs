@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::extract::{ApiJson, CommandHeaders, IdPath};
 use super::response::{CommandResponse, CommandResult};
 use super::{AppState, MoneyBody};
-use crate::store::CommandError;
 use crate::store::idempotency::Fingerprint;
+use crate::store::{CommandEnvelope, CommandError};
 
 /// Errors of the `/payments` routes (statuses: see `http::problem`).
 pub type PaymentApiError = CommandError<PaymentError>;
@@ -85,9 +85,8 @@ pub async fn authorize_payment(
     headers: CommandHeaders,
     ApiJson(body): ApiJson<AuthorizePaymentRequest>,
 ) -> PaymentResult {
-    let payment_id = body
-        .payment_id
-        .unwrap_or_else(|| headers.new_id("payment", state.ids.as_ref()));
+    let (payment_id, fresh_id) =
+        headers.id_for_create(body.payment_id, "payment", state.ids.as_ref());
     Span::current().record("payment_id", field::display(payment_id));
     let idempotency =
         headers.idempotent_request(|| Fingerprint::of("payments.authorize", "", &body));
@@ -97,10 +96,11 @@ pub async fn authorize_payment(
         amount: body.amount.into(),
         payment_method: body.payment_method,
     };
-    let outcome = state
-        .payments
-        .execute(state.envelope(&headers, payment_id.to_string(), command, idempotency))
-        .await?;
+    let envelope = CommandEnvelope {
+        fresh_id,
+        ..state.envelope(&headers, payment_id.to_string(), command, idempotency)
+    };
+    let outcome = state.payments.execute(envelope).await?;
     let location = format!("/payments/{}", outcome.aggregate_id);
     Ok(CommandResponse::created(outcome, location))
 }

@@ -134,6 +134,11 @@ pub struct CommandEnvelope<A: Aggregate> {
     pub metadata: CommandMetadata,
     /// Idempotency key and request fingerprint, if the caller gave a key.
     pub idempotency: Option<IdempotentRequest>,
+    /// The server drew `aggregate_id` for this very command (a create without a client id
+    /// or an idempotency key to derive one from): nothing can be stored under it, so it is
+    /// not loaded. The append's position check still guards against the collision that
+    /// cannot happen.
+    pub fresh_id: bool,
 }
 
 /// What an accepted command recorded.
@@ -324,6 +329,8 @@ where
                 expected_version: None,
                 metadata: envelope.metadata.clone(),
                 idempotency: envelope.idempotency.clone(),
+                // Something is stored under the id once a first attempt lost a race.
+                fresh_id: envelope.fresh_id && redecisions == 0,
             };
             let outcome = self.decide_and_append_once(attempt).await;
             let Err(CommandError::Conflict { .. }) = &outcome else {
@@ -353,13 +360,22 @@ where
             expected_version,
             metadata,
             idempotency,
+            fresh_id,
         } = envelope;
 
-        let context = self
-            .store
-            .load_aggregate(&aggregate_id)
-            .await
-            .map_err(store_failure)?;
+        let context = if fresh_id {
+            EventStoreAggregateContext {
+                aggregate_id: aggregate_id.clone(),
+                aggregate: A::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            }
+        } else {
+            self.store
+                .load_aggregate(&aggregate_id)
+                .await
+                .map_err(store_failure)?
+        };
         let current_version = to_u64(context.current_sequence);
         if let Some(expected) = &expected_version
             && !expected.admits(current_version)

@@ -95,8 +95,8 @@ async fn two_requests_with_one_idempotency_key_in_one_group_commit_get_the_same_
     let body = json!({"customer_id": Uuid::new_v4(), "currency": "EUR"});
     let key = [("Idempotency-Key", "batched-create")];
 
-    // Neither request finds the key before the batch commits: both decide a create (of two
-    // different new orders), and the batch appends the first and rejects the second.
+    // Neither request finds the key before the batch commits: both decide the create of the
+    // order the key names, and the batch appends the first and rejects the second.
     let (a, b) = tokio::join!(
         app.post_with("/orders", body.clone(), &key),
         app.post_with("/orders", body.clone(), &key)

@@ -47,6 +47,36 @@ async fn create_order_answers_201_with_location_etag_and_the_recorded_event() {
     app.finish().await;
 }
 
+/// A create at a server-drawn id is not loaded first (nothing can be stored under a fresh
+/// id). Should the id source ever repeat itself, the append still refuses to overwrite: the
+/// lost position makes the command be decided again on what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_at_a_server_drawn_id_that_is_taken_appends_nothing() {
+    let app = spawn_app().await;
+    // The test id source hands out 0x7e57:1, :2, …; each request without a correlation id
+    // draws one first. This request takes :1; the next one's correlation id is :2 and the
+    // id it draws for its order is :3, which this request takes now.
+    let taken = Uuid::from_u64_pair(0x7e57, 3);
+    app.post(
+        "/orders",
+        json!({"order_id": taken, "customer_id": Uuid::new_v4(), "currency": "USD"}),
+    )
+    .await
+    .assert_accepted(201, 1);
+
+    let drawn = app
+        .post(
+            "/orders",
+            json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
+        )
+        .await;
+    drawn.assert_problem(409, "order.already_exists");
+    let stored = app.events_of("order", &taken.to_string()).await;
+    assert_eq!(stored.len(), 1, "the first order is untouched");
+    assert_eq!(stored[0].payload["OrderCreated"]["currency"], "USD");
+    app.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_chosen_order_id_is_used_and_cannot_be_created_twice() {
     let app = spawn_app().await;
