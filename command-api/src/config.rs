@@ -14,6 +14,7 @@
 //! | `KEEL_INVENTORY_SNAPSHOT_EVERY` | `100` | inventory items are snapshotted every N events |
 //! | `KEEL_GROUP_COMMIT_MAX_BATCH` | `64` | most commands appended in one transaction (1–64; ADR 0010) |
 //! | `KEEL_GROUP_COMMIT_WAIT_US` | `0` | how long a batch waits for more commands after its first (µs); 0 = take what is queued |
+//! | `KEEL_AGGREGATE_CACHE_ENTRIES` | `10000` | recent aggregate states kept per aggregate type; commands on one aggregate take turns in the process (ADR 0010); `0` = no cache, no turns |
 //! | `KEEL_GROUP_COMMIT_IN_FLIGHT` | `2` | batches committing at once (each holds a pooled connection) |
 //! | `KEEL_PAYMENT_GATEWAY` | `simulated` | payment gateway adapter (only `simulated` exists) |
 //! | `KEEL_GATEWAY_CALL_TIMEOUT_MS` | `2000` | upper bound on one payment-gateway call |
@@ -81,6 +82,8 @@ pub struct EventStoreSettings {
     pub inventory_snapshot_every: usize,
     /// How concurrent appends are batched into transactions.
     pub group_commit: GroupCommitSettings,
+    /// Recent aggregate states kept per aggregate type; 0 = no cache and no turns.
+    pub aggregate_cache_entries: usize,
 }
 
 /// The payment gateway adapter behind the `PaymentGateway` port.
@@ -98,6 +101,7 @@ impl Default for Settings {
             event_store: EventStoreSettings {
                 inventory_snapshot_every: 100,
                 group_commit: GroupCommitSettings::default(),
+                aggregate_cache_entries: 10_000,
             },
             payment_gateway: PaymentGatewayKind::Simulated,
             gateway_guard: GatewayGuardSettings::default(),
@@ -150,6 +154,9 @@ impl Settings {
         }
         if let Some(in_flight) = env.positive("KEEL_GROUP_COMMIT_IN_FLIGHT")? {
             group_commit.in_flight = in_flight;
+        }
+        if let Some(entries) = env.parsed("KEEL_AGGREGATE_CACHE_ENTRIES")? {
+            settings.event_store.aggregate_cache_entries = entries;
         }
         if let Some(gateway) = env.text("KEEL_PAYMENT_GATEWAY") {
             settings.payment_gateway = match gateway.as_str() {
@@ -276,8 +283,10 @@ mod tests {
             ("KEEL_GROUP_COMMIT_MAX_BATCH", "16"),
             ("KEEL_GROUP_COMMIT_WAIT_US", "500"),
             ("KEEL_GROUP_COMMIT_IN_FLIGHT", "3"),
+            ("KEEL_AGGREGATE_CACHE_ENTRIES", "0"),
         ])
         .unwrap();
+        assert_eq!(s.event_store.aggregate_cache_entries, 0);
         assert_eq!(
             s.event_store.group_commit,
             GroupCommitSettings {
@@ -291,6 +300,7 @@ mod tests {
             ("KEEL_GROUP_COMMIT_MAX_BATCH", "0"),
             ("KEEL_GROUP_COMMIT_IN_FLIGHT", "0"),
             ("KEEL_GROUP_COMMIT_WAIT_US", "soon"),
+            ("KEEL_AGGREGATE_CACHE_ENTRIES", "-1"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert!(err.to_string().starts_with(&format!("{var}:")), "{err}");

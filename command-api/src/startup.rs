@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +146,7 @@ impl Application {
             pool: pool.clone(),
             group_commit: GroupCommit::start(pool.clone(), settings.event_store.group_commit),
             append_hook,
+            cache_entries: NonZeroUsize::new(settings.event_store.aggregate_cache_entries),
         };
         let state = AppState {
             orders: Arc::new(AggregateStore::new(&writer, Arc::clone(&vault), None)),

@@ -128,8 +128,15 @@ async fn gather(pool: PgPool, settings: GroupCommitSettings, mut pending: mpsc::
     }
 }
 
-async fn commit(pool: PgPool, batch: Vec<Pending>, _permit: OwnedSemaphorePermit) {
+async fn commit(pool: PgPool, mut batch: Vec<Pending>, _permit: OwnedSemaphorePermit) {
     let started = Instant::now();
+    // Batches in flight at once take their streams' row locks in one order, so that two of
+    // them writing the same streams wait for each other instead of deadlocking (PostgreSQL
+    // would break the cycle only after `deadlock_timeout`, failing a command of one).
+    batch.sort_by(|a, b| {
+        (&a.append.aggregate_type, &a.append.aggregate_id)
+            .cmp(&(&b.append.aggregate_type, &b.append.aggregate_id))
+    });
     let (appends, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.append, pending.reply))

@@ -16,6 +16,7 @@
 
 pub mod group_commit;
 pub mod idempotency;
+pub mod recent;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +39,7 @@ use uuid::Uuid;
 
 use self::group_commit::GroupCommit;
 use self::idempotency::{IdempotencyRecord, IdempotentRequest};
+use self::recent::{Cached, Recent};
 
 /// How many times a command that lost a race is decided again before it is answered 409
 /// (see [`AggregateStore::execute`]).
@@ -218,6 +220,9 @@ pub struct Writer {
     pub group_commit: GroupCommit,
     /// The test seam, if a test installed one.
     pub append_hook: Option<Arc<dyn AppendHook>>,
+    /// States kept per aggregate type for the next command ([`Recent`]); `None`: no cache
+    /// and no turns.
+    pub cache_entries: Option<std::num::NonZeroUsize>,
 }
 
 /// The event store for one aggregate type, and the way commands reach it.
@@ -228,6 +233,7 @@ pub struct AggregateStore<A: Aggregate> {
     group_commit: GroupCommit,
     snapshot_every: Option<usize>,
     append_hook: Option<Arc<dyn AppendHook>>,
+    recent: Recent<A>,
 }
 
 impl<A: Aggregate> fmt::Debug for AggregateStore<A> {
@@ -260,6 +266,7 @@ where
             group_commit: writer.group_commit.clone(),
             snapshot_every,
             append_hook: writer.append_hook.clone(),
+            recent: Recent::new(writer.cache_entries),
         }
     }
 
@@ -316,27 +323,46 @@ where
     /// version it saw, so a lost race is its answer. A request whose idempotency key another
     /// request now holds is not decided again either: that request's answer is the one to
     /// give (the caller replays it).
+    ///
+    /// The command takes its turn on the aggregate first ([`Recent`]): in this process no
+    /// other command on it runs meanwhile, so a race can only be lost to another process.
+    /// A command that may be decided again starts from the cached state, if there is one;
+    /// any outcome of a cached decision that its append did not confirm (a rejection, a
+    /// conflict, nothing to append) is checked again on the stored state, once.
     async fn decide_and_append(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+        let _turn = self.recent.turn(&envelope.aggregate_id).await;
         let redecidable = envelope.expected_version.is_none() && envelope.command.may_redecide();
-        if !redecidable {
-            return self.decide_and_append_once(envelope).await;
-        }
+        let mut use_cache = envelope.command.may_redecide() && !envelope.fresh_id;
         let mut redecisions = 0;
         loop {
+            let cached = if use_cache {
+                self.recent.get(&envelope.aggregate_id)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
             let attempt = CommandEnvelope {
                 aggregate_id: envelope.aggregate_id.clone(),
                 command: envelope.command.clone(),
-                expected_version: None,
+                expected_version: envelope.expected_version.clone(),
                 metadata: envelope.metadata.clone(),
                 idempotency: envelope.idempotency.clone(),
                 // Something is stored under the id once a first attempt lost a race.
                 fresh_id: envelope.fresh_id && redecisions == 0,
             };
-            let outcome = self.decide_and_append_once(attempt).await;
+            let outcome = self.decide_and_append_once(attempt, cached).await;
+            let confirmed = matches!(&outcome, Ok(outcome) if !outcome.events.is_empty());
+            if from_cache && !confirmed {
+                self.recent.forget(&envelope.aggregate_id);
+                use_cache = false;
+                metrics::counter!("keel_aggregate_cache_rechecks_total", "aggregate" => A::TYPE)
+                    .increment(1);
+                continue;
+            }
             let Err(CommandError::Conflict { .. }) = &outcome else {
                 return outcome;
             };
-            if redecisions == REDECISIONS {
+            if !redecidable || redecisions == REDECISIONS {
                 return outcome;
             }
             if let Some(request) = &envelope.idempotency
@@ -353,7 +379,12 @@ where
         }
     }
 
-    async fn decide_and_append_once(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
+    /// One decision and append, on `cached` if given, else on the stored state.
+    async fn decide_and_append_once(
+        &self,
+        envelope: CommandEnvelope<A>,
+        cached: Option<Cached<A>>,
+    ) -> Outcome<A> {
         let CommandEnvelope {
             aggregate_id,
             command,
@@ -363,7 +394,14 @@ where
             fresh_id,
         } = envelope;
 
-        let context = if fresh_id {
+        let context = if let Some(cached) = cached {
+            EventStoreAggregateContext {
+                aggregate_id: aggregate_id.clone(),
+                aggregate: cached.aggregate,
+                current_sequence: usize::try_from(cached.version).unwrap_or(usize::MAX),
+                current_snapshot: cached.current_snapshot,
+            }
+        } else if fresh_id {
             EventStoreAggregateContext {
                 aggregate_id: aggregate_id.clone(),
                 aggregate: A::default(),
@@ -425,7 +463,9 @@ where
         }
         let appended = to_u64(events.len());
         let map = metadata.to_map(idempotency.as_ref());
-        let events = if self.snapshot_due(current_version, events.len()) {
+        let snapshot_due = self.snapshot_due(current_version, events.len());
+        let current_snapshot = context.current_snapshot;
+        let events = if snapshot_due {
             self.commit_with_snapshot(events, context, map).await
         } else {
             self.group_commit(&aggregate_id, current_version, events, &map)
@@ -442,8 +482,25 @@ where
                     .map_err(unavailable)?;
                 return Err(CommandError::Conflict { current_version });
             }
-            Err(other) => return Err(other),
+            Err(other) => {
+                // Appended or not, it is unknown: the next command loads.
+                self.recent.forget(&aggregate_id);
+                return Err(other);
+            }
         };
+        // `decider` applied its own events while deciding: it is the state now stored.
+        self.recent.put(
+            &aggregate_id,
+            Cached {
+                version: current_version + appended,
+                aggregate: decider,
+                current_snapshot: if snapshot_due {
+                    Some(current_snapshot.map_or(1, |taken| taken + 1))
+                } else {
+                    current_snapshot
+                },
+            },
+        );
         Ok(CommandOutcome {
             aggregate_type: A::TYPE.to_owned(),
             aggregate_id,

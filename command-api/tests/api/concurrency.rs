@@ -13,11 +13,7 @@ use crate::helpers::{RaceGate, TestApp, TestOptions, spawn_app, spawn_app_with};
 /// An app whose appends can be held at a barrier, and an order created on it.
 async fn racing_app() -> (TestApp, Arc<RaceGate>, String) {
     let gate = Arc::new(RaceGate::default());
-    let app = spawn_app_with(TestOptions {
-        append_hook: Some(gate.clone()),
-        ..TestOptions::default()
-    })
-    .await;
+    let app = spawn_app_with(TestOptions::racing(gate.clone())).await;
     let order_id = app.create_order().await;
     (app, gate, order_id)
 }
@@ -223,5 +219,89 @@ async fn if_match_star_on_an_aggregate_that_does_not_exist_is_412() {
     )
     .await
     .assert_accepted(200, 1);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_aggregate_in_one_process_take_turns_and_all_land() {
+    let app = spawn_app().await;
+    app.add_stock("SKU-TURNS", 1).await.assert_accepted(200, 1);
+
+    // With If-Match-free commands on one aggregate, the process lets them append one after
+    // another, each decided on the state the previous one left: no race, no conflict.
+    let path = "/inventory/SKU-TURNS/stock";
+    let responses = join_all((0..16).map(|_| app.post(path, json!({"quantity": 1})))).await;
+    let mut versions: Vec<u64> = responses
+        .iter()
+        .map(|response| {
+            assert_eq!(response.status.as_u16(), 200, "{}", response.text);
+            response.body["version"].as_u64().expect("version")
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=17).collect::<Vec<u64>>());
+    assert_eq!(app.events_of("inventory", "SKU-TURNS").await.len(), 17);
+    app.finish().await;
+}
+
+/// Another process appends to an aggregate: a copy of a donor order's event, inserted as the
+/// other process's append would be.
+async fn appended_elsewhere(
+    app: &TestApp,
+    order_id: &str,
+    donor: &str,
+    donor_sequence: i64,
+    sequence: i64,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT aggregate_type, $1, $2, event_type, event_version, payload, metadata
+           FROM events WHERE aggregate_type = 'order' AND aggregate_id = $3 AND sequence = $4",
+    )
+    .bind(order_id)
+    .bind(sequence)
+    .bind(donor)
+    .bind(donor_sequence)
+    .execute(&app.db)
+    .await
+    .expect("append elsewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_on_a_cached_state_another_process_moved_on_is_made_again_on_the_stored_one() {
+    let app = spawn_app().await;
+    // This process caches the order at version 1 (its creation).
+    let order_id = app.create_order().await;
+    let donor = app.order_with_line("SKU-X").await;
+    app.post(&format!("/orders/{donor}/place"), serde_json::Value::Null)
+        .await
+        .assert_accepted(200, 3);
+
+    // Another process adds a line: the cached version 1 is stale. The decision on it loses
+    // the append, and the command is decided again on the stored version 2.
+    appended_elsewhere(&app, &order_id, &donor, 2, 2).await;
+    app.post(&format!("/orders/{order_id}/lines"), line("SKU-Y"))
+        .await
+        .assert_accepted(201, 3);
+
+    // Another process places the order. The cached draft would take one more line; the
+    // stored, placed order refuses it, and that is the answer.
+    appended_elsewhere(&app, &order_id, &donor, 3, 4).await;
+    app.post(&format!("/orders/{order_id}/lines"), line("SKU-Z"))
+        .await
+        .assert_problem(409, "order.invalid_transition");
+    let stored = app.events_of("order", &order_id).await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "OrderCreated",
+            "OrderLineAdded",
+            "OrderLineAdded",
+            "OrderPlaced"
+        ]
+    );
     app.finish().await;
 }

@@ -14,13 +14,12 @@ use crate::helpers::{RaceGate, TestApp, TestOptions, spawn_app_with};
 /// An app whose batches close when `commands` are queued (or after 3 s, which a test that
 /// sends fewer pays once per command).
 async fn batching_app(commands: usize, gate: Option<Arc<RaceGate>>) -> TestApp {
-    let mut options = TestOptions::default();
+    let mut options = gate.map_or_else(TestOptions::default, TestOptions::racing);
     options.settings.event_store.group_commit = GroupCommitSettings {
         max_batch: commands,
         max_wait: Duration::from_secs(3),
         in_flight: 1,
     };
-    options.append_hook = gate.map(|gate| gate as _);
     spawn_app_with(options).await
 }
 

@@ -53,6 +53,20 @@ impl Default for TestOptions {
     }
 }
 
+impl TestOptions {
+    /// Commands on one aggregate that race as if sent to two command-API processes: the
+    /// gate lines them up at the append, and the process does not make them take turns
+    /// (turns would serialize the race away: ADR 0010).
+    pub fn racing(gate: Arc<RaceGate>) -> Self {
+        let mut options = Self {
+            append_hook: Some(gate),
+            ..Self::default()
+        };
+        options.settings.event_store.aggregate_cache_entries = 0;
+        options
+    }
+}
+
 /// The application on port 0 over a scratch database of its own. It derefs to the HTTP
 /// client bound to its address (`app.post(..)`, `app.get(..)`, `app.url(..)`).
 pub struct TestApp {

@@ -120,11 +120,7 @@ async fn keys_are_scoped_by_actor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_creates_with_one_key_make_one_order() {
     let gate = Arc::new(RaceGate::default());
-    let app = spawn_app_with(TestOptions {
-        append_hook: Some(gate.clone()),
-        ..TestOptions::default()
-    })
-    .await;
+    let app = spawn_app_with(TestOptions::racing(gate.clone())).await;
     let key = "one-order-please";
     // Without a client id the order id derives from the key, so both requests address the
     // same order; hold both at the append so they truly race.
