@@ -1,7 +1,8 @@
 //! S2: hot-aggregate contention. `--writers` closed-loop writers add stock to one SKU, each
 //! command conditional on the version it last saw (`If-Match`). A refused command (412
 //! version mismatch before deciding, or 409 when another append won the race) carries the
-//! current version, and the writer retries with it. At the end the event store must hold
+//! current version, and the writer retries with it. With `--unconditional` the writers send
+//! no `If-Match`, and the API decides a lost race again. At the end the event store must hold
 //! exactly one event per acknowledged command, and no two acknowledgements may claim the
 //! same version: otherwise an update was lost.
 
@@ -34,6 +35,10 @@ pub struct HotArgs {
     /// The SKU to write to; by default a new one per run, `BENCH-HOT-<random>`.
     #[arg(long)]
     pub sku: Option<String>,
+    /// Send no `If-Match`: every command asks for no particular version, so a lost race is
+    /// decided again by the API instead of refused.
+    #[arg(long)]
+    pub unconditional: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,8 +183,18 @@ pub async fn run(common: &Common, args: &HotArgs) -> anyhow::Result<bool> {
         let client = client.clone();
         let url = common.command_url.clone();
         let sku = sku.clone();
+        let conditional = !args.unconditional;
         tasks.spawn(async move {
-            write_until(&client, &url, &sku, initial_version, measured_from, end).await
+            write_until(
+                &client,
+                &url,
+                &sku,
+                initial_version,
+                conditional,
+                measured_from,
+                end,
+            )
+            .await
         });
     }
     let mut total = WriterTally::default();
@@ -286,6 +301,7 @@ async fn write_until(
     url: &str,
     sku: &str,
     mut known_version: u64,
+    conditional: bool,
     measured_from: Instant,
     end: Instant,
 ) -> WriterTally {
@@ -298,7 +314,7 @@ async fn write_until(
         }
         let measured = sent_at >= measured_from;
         let (first_sent_at, refused_before) = *command_started.get_or_insert((sent_at, 0));
-        let outcome = match add_stock(client, url, sku, Some(known_version))
+        let outcome = match add_stock(client, url, sku, conditional.then_some(known_version))
             .send()
             .await
         {

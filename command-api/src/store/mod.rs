@@ -350,7 +350,10 @@ where
                 // Something is stored under the id once a first attempt lost a race.
                 fresh_id: envelope.fresh_id && redecisions == 0,
             };
-            let outcome = self.decide_and_append_once(attempt, cached).await;
+            let keep_loaded = envelope.command.may_redecide();
+            let outcome = self
+                .decide_and_append_once(attempt, cached, keep_loaded)
+                .await;
             let confirmed = matches!(&outcome, Ok(outcome) if !outcome.events.is_empty());
             if from_cache && !confirmed {
                 self.recent.forget(&envelope.aggregate_id);
@@ -379,11 +382,13 @@ where
         }
     }
 
-    /// One decision and append, on `cached` if given, else on the stored state.
+    /// One decision and append, on `cached` if given, else on the stored state (kept in
+    /// the cache for the next command when `keep_loaded`).
     async fn decide_and_append_once(
         &self,
         envelope: CommandEnvelope<A>,
         cached: Option<Cached<A>>,
+        keep_loaded: bool,
     ) -> Outcome<A> {
         let CommandEnvelope {
             aggregate_id,
@@ -409,10 +414,22 @@ where
                 current_snapshot: None,
             }
         } else {
-            self.store
+            let loaded = self
+                .store
                 .load_aggregate(&aggregate_id)
                 .await
-                .map_err(store_failure)?
+                .map_err(store_failure)?;
+            if keep_loaded {
+                self.recent.put(
+                    &aggregate_id,
+                    Cached {
+                        version: to_u64(loaded.current_sequence),
+                        aggregate: loaded.aggregate.clone(),
+                        current_snapshot: loaded.current_snapshot,
+                    },
+                );
+            }
+            loaded
         };
         let current_version = to_u64(context.current_sequence);
         if let Some(expected) = &expected_version
