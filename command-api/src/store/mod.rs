@@ -331,8 +331,10 @@ where
     /// conflict, nothing to append) is checked again on the stored state, once.
     async fn decide_and_append(&self, envelope: CommandEnvelope<A>) -> Outcome<A> {
         let _turn = self.recent.turn(&envelope.aggregate_id).await;
-        let redecidable = envelope.expected_version.is_none() && envelope.command.may_redecide();
-        let mut use_cache = envelope.command.may_redecide() && !envelope.fresh_id;
+        // What may be decided again may also be decided on a cached state (and confirmed).
+        let cacheable = envelope.command.may_redecide();
+        let redecidable = envelope.expected_version.is_none() && cacheable;
+        let mut use_cache = cacheable && !envelope.fresh_id;
         let mut redecisions = 0;
         loop {
             let cached = if use_cache {
@@ -350,9 +352,8 @@ where
                 // Something is stored under the id once a first attempt lost a race.
                 fresh_id: envelope.fresh_id && redecisions == 0,
             };
-            let keep_loaded = envelope.command.may_redecide();
             let outcome = self
-                .decide_and_append_once(attempt, cached, keep_loaded)
+                .decide_and_append_once(attempt, cached, cacheable)
                 .await;
             let confirmed = matches!(&outcome, Ok(outcome) if !outcome.events.is_empty());
             if from_cache && !confirmed {
@@ -399,19 +400,13 @@ where
             fresh_id,
         } = envelope;
 
-        let context = if let Some(cached) = cached {
+        let known = cached.or_else(|| fresh_id.then(Cached::empty));
+        let context = if let Some(known) = known {
             EventStoreAggregateContext {
                 aggregate_id: aggregate_id.clone(),
-                aggregate: cached.aggregate,
-                current_sequence: usize::try_from(cached.version).unwrap_or(usize::MAX),
-                current_snapshot: cached.current_snapshot,
-            }
-        } else if fresh_id {
-            EventStoreAggregateContext {
-                aggregate_id: aggregate_id.clone(),
-                aggregate: A::default(),
-                current_sequence: 0,
-                current_snapshot: None,
+                aggregate: known.aggregate,
+                current_sequence: usize::try_from(known.version).unwrap_or(usize::MAX),
+                current_snapshot: known.current_snapshot,
             }
         } else {
             let loaded = self

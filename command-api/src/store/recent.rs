@@ -25,6 +25,17 @@ pub struct Cached<A> {
     pub current_snapshot: Option<usize>,
 }
 
+impl<A: Default> Cached<A> {
+    /// An aggregate with no events.
+    pub fn empty() -> Self {
+        Self {
+            version: 0,
+            aggregate: A::default(),
+            current_snapshot: None,
+        }
+    }
+}
+
 /// The turns and the cache of one aggregate type.
 #[derive(Debug)]
 pub struct Recent<A> {
