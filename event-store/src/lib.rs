@@ -18,11 +18,13 @@
 //!   count, which must equal the trigger's modulus.
 //! - [`customer_keys`]: per-customer data keys wrapped by the master key, sealing and
 //!   opening personal data, master-key rotation (`docs/adr/0009-crypto-shredding.md`).
+//! - [`activity`]: events and commands recorded per time bucket, the log's head.
 //! - `seed` (feature `seed`): bulk rows for rebuild benchmarks.
 //!
 //! Migration files are frozen once applied: sqlx keeps a checksum of each, so even a comment
 //! in one cannot change (several still name the crate that owned them before this one).
 
+pub mod activity;
 pub mod append;
 pub mod customer_keys;
 pub mod hash_chain;

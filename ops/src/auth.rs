@@ -25,8 +25,10 @@ pub enum Role {
     Writer,
     /// Reads the read models.
     Reader,
-    /// Reads the audit trail and the projections' replay status.
+    /// Reads the audit trail and the projections' replay status, and opens the console.
     Auditor,
+    /// Acts in the console (answers dead letters); every action is recorded with its actor.
+    Operator,
 }
 
 impl Role {
@@ -36,6 +38,7 @@ impl Role {
             Self::Writer => "writer",
             Self::Reader => "reader",
             Self::Auditor => "auditor",
+            Self::Operator => "operator",
         }
     }
 
@@ -44,6 +47,7 @@ impl Role {
             "writer" => Some(Self::Writer),
             "reader" => Some(Self::Reader),
             "auditor" => Some(Self::Auditor),
+            "operator" => Some(Self::Operator),
             _ => None,
         }
     }

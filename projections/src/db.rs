@@ -9,12 +9,6 @@ use std::time::Duration;
 use crate::config::DatabaseUrl;
 use crate::projection::Projection;
 
-use read_model::READ_MODEL_SCHEMA;
-
-/// First key of the two-key advisory lock space of projection locks ("krpj"; the outbox
-/// relay's shard leases use "keel").
-const PROJECTION_LOCK_CLASS: i32 = 0x6b72_706a;
-
 /// Makes the projection's unqualified table names resolve in `schema` for the rest of the
 /// transaction (`SET LOCAL search_path`).
 ///
@@ -29,8 +23,8 @@ pub async fn enter_schema(connection: &mut PgConnection, schema: &str) -> Result
 }
 
 /// What every live transaction of `projection` does first: resolve its tables in
-/// [`READ_MODEL_SCHEMA`] and take the projection's advisory lock in shared mode (projector
-/// instances do not block one another) until commit. A rebuild's swap takes the same lock
+/// [`read_model::READ_MODEL_SCHEMA`] and take the projection's advisory lock in shared mode (projector
+/// instances do not block one another) until commit (`read_model::locks`). A rebuild's swap takes the same lock
 /// exclusively ([`lock_projection_exclusive`]), so a live batch runs either entirely
 /// before the swap, on the old tables and checkpoints, or entirely after it, on the new.
 ///
@@ -40,15 +34,7 @@ pub async fn enter_live_transaction(
     connection: &mut PgConnection,
     projection: Projection,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT set_config('search_path', $1, true), pg_advisory_xact_lock_shared($2, $3)::text",
-    )
-    .bind(READ_MODEL_SCHEMA)
-    .bind(PROJECTION_LOCK_CLASS)
-    .bind(projection.ordinal())
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
+    read_model::locks::enter_live_transaction(connection, projection.ordinal()).await
 }
 
 /// Bounds how long the rest of the transaction waits for a row lock (`SET LOCAL
@@ -77,12 +63,7 @@ pub async fn lock_projection_exclusive(
     connection: &mut PgConnection,
     projection: Projection,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)::text")
-        .bind(PROJECTION_LOCK_CLASS)
-        .bind(projection.ordinal())
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
+    read_model::locks::lock_projection_exclusive(connection, projection.ordinal()).await
 }
 
 /// A pool on the read-model database.

@@ -11,7 +11,7 @@
 //!
 //! Shared by all: `checkpoints` (last applied sequence per projection and source aggregate,
 //! parked or retrying), `retry_events` (events held for a retry, [`retry`]) and
-//! `dead_letters` (with the operator's answers, [`operator`]). The [`projector`] module
+//! `dead_letters` (with the operator's answers, `read_model::dead_letters`). The [`projector`] module
 //! documents batching, exactly-once effect, offset commits, retries and dead letters; [`checkpoint::CHANGES_CHANNEL`] is how readers
 //! learn that a version was reached.
 //!
@@ -28,7 +28,6 @@ pub mod db;
 pub mod dead_letter;
 pub mod decode;
 pub mod event;
-pub mod operator;
 pub mod projection;
 pub mod projector;
 pub mod replay;

@@ -22,15 +22,19 @@
 //! | `KEEL_AUTH_LEEWAY_SECS` | `30` | clock skew tolerated on `exp` / `nbf` |
 //! | `KEEL_RATE_LIMIT_PER_SECOND` | `200` | requests per second per client (token subject, else IP); `0` = off |
 //! | `KEEL_RATE_LIMIT_BURST` | twice the rate | requests a client may send at once |
+//! | `KEEL_CONSOLE_DIR` | `console/web/dist` | the operator console's built web app, served at `/console` (relative to the working directory) |
+//! | `KEEL_CONSOLE_SAGA_STUCK_SECS` | `60` | the console lists a saga flow that is not settled and has not moved for this long as stuck |
 //! | `KEEL_LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
 //! | `KEEL_OTLP_ENDPOINT` | — | OTLP/HTTP traces endpoint (e.g. `http://otel-collector:4318/v1/traces`); unset = no trace export |
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use audit::personal_data::Keyring;
+use console::ConsoleSettings;
 
 pub use ops::ConfigError;
 pub use ops::env::DatabaseUrl;
@@ -54,6 +58,10 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Opens personal data in the audit trail for auditors; `None`: `unavailable`.
     pub keyring: Option<Arc<Keyring>>,
+    /// The operator console's web app.
+    pub console_dir: PathBuf,
+    /// The operator console's JSON routes.
+    pub console: ConsoleSettings,
 }
 
 /// How `?min_version=` reads wait for the read model.
@@ -76,6 +84,8 @@ impl Default for Settings {
             },
             telemetry: TelemetrySettings::new(SERVICE, LogFormat::Json),
             keyring: None,
+            console_dir: PathBuf::from("console/web/dist"),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -108,6 +118,12 @@ impl Settings {
         }
         if let Some(every) = env.positive_millis("KEEL_READ_WAIT_RECHECK_MS")? {
             settings.read_wait.recheck_interval = every;
+        }
+        if let Some(dir) = env.text("KEEL_CONSOLE_DIR") {
+            settings.console_dir = PathBuf::from(dir);
+        }
+        if let Some(stuck) = env.positive_secs("KEEL_CONSOLE_SAGA_STUCK_SECS")? {
+            settings.console.saga_stuck_after = stuck;
         }
         settings.telemetry =
             TelemetrySettings::from_lookup(SERVICE, LogFormat::Json, env.lookup())?;
@@ -158,6 +174,8 @@ mod tests {
         assert_eq!(s.read_wait.timeout, Duration::from_millis(2000));
         assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(100));
         assert_eq!(s.telemetry.format, LogFormat::Json);
+        assert_eq!(s.console_dir, PathBuf::from("console/web/dist"));
+        assert_eq!(s.console.saga_stuck_after, Duration::from_secs(60));
     }
 
     #[test]
@@ -173,6 +191,8 @@ mod tests {
             ("KEEL_READ_WAIT_RECHECK_MS", "25"),
             ("KEEL_LOG_FORMAT", "pretty"),
             ("RUST_LOG", "debug"),
+            ("KEEL_CONSOLE_DIR", "/srv/console"),
+            ("KEEL_CONSOLE_SAGA_STUCK_SECS", "300"),
         ])
         .unwrap();
         assert_eq!(s.http.addr.port(), 9000);
@@ -185,6 +205,8 @@ mod tests {
         assert_eq!(s.read_wait.recheck_interval, Duration::from_millis(25));
         assert_eq!(s.telemetry.format, LogFormat::Pretty);
         assert_eq!(s.telemetry.filter, "debug");
+        assert_eq!(s.console_dir, PathBuf::from("/srv/console"));
+        assert_eq!(s.console.saga_stuck_after, Duration::from_secs(300));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Read side of keel: GET-only HTTP over the read models that the projectors maintain in
-//! PostgreSQL schema `read_model` (migrated by the projector, never by this service).
+//! Read side of keel: HTTP over the read models that the projectors maintain in PostgreSQL
+//! schema `read_model` (migrated by the projector, never by this service), the audit trail
+//! and the operator console. Every route is a GET but the console's two actions on dead
+//! letters.
 //!
 //! | method | path | read model | notes |
 //! |---|---|---|---|
@@ -11,6 +13,7 @@
 //! | GET | `/stock/{sku}` | `stock_levels` | `?min_version=`; `ETag` |
 //! | GET | `/projections` | `checkpoints`, `dead_letters` | per-projection progress, for operators |
 //! | GET | `/audit/…` | `public.events` | the audit trail's routes, from `audit::http` (see there) |
+//! | GET, POST | `/console`, `/console/api/…` | all of the above, the saga's tables | the operator console, from the `console` crate (see there) |
 //! | GET | `/health/live`, `/health/ready` | — | ready = PostgreSQL answers and `read_model.checkpoints` exists |
 //! | GET | `/openapi.json` | — | the OpenAPI 3 document of every route |
 //!
@@ -24,6 +27,8 @@
 //! - `audit` (its own crate): the audit trail — reads of the event store itself (the only
 //!   reads of the write model), hash-chain verification, time travel, its routes and the
 //!   `keel-audit` CLI. This crate mounts the routes behind its `auditor` role.
+//! - `console` (its own crate): the operator console's web app and JSON, mounted behind
+//!   `auditor` (reads) and `operator` (actions); the web app itself is public.
 //! - [`changes`]: read-your-writes — one `LISTEN keel_read_model` task per process fanning
 //!   out to waiting requests, with a periodic re-read in case a notification is lost.
 //! - [`http`]: routes, extractors on `ops::params`, keyset cursors ([`http::cursor`]),

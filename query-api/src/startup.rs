@@ -93,8 +93,9 @@ impl Application {
                 settings.read_wait.recheck_interval,
             ),
             audit_keys: AuditKeys(settings.keyring.clone()),
+            console: settings.console.clone(),
         };
-        let router = http::router(state, &settings.http)?;
+        let router = http::router(state, &settings.http, &settings.console_dir)?;
         Ok(Self {
             listener,
             local_addr,

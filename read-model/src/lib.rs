@@ -8,12 +8,22 @@
 //! - [`orders`], [`payments`], [`stock`], [`projections`]: the queries and the views they
 //!   return, which are also the query API's bodies. Each view that supports
 //!   read-your-writes has a cheap `*_version` probe.
+//! - [`catalog`]: each projection's name, source aggregate types and lock key;
+//!   [`locks`]: the advisory locks that keep live writers and a rebuild's swap apart;
+//!   [`rebuild`]: where an unfinished rebuild stands.
+//! - [`dead_letters`]: an operator's answers to dead letters (retry, skip with a reason),
+//!   recorded with the actor; `keel-replay` and the console give them.
 //!
-//! The `projections` crate is the only writer of these tables; this crate's queries only read.
+//! The `projections` crate writes the views and checkpoints; besides it, only the
+//! operator's answers in [`dead_letters`] write, as live transactions of their projection.
 
+pub mod catalog;
+pub mod dead_letters;
+pub mod locks;
 pub mod orders;
 pub mod payments;
 pub mod projections;
+pub mod rebuild;
 pub mod stock;
 
 use sqlx::migrate::{MigrateError, Migrator};

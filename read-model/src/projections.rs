@@ -28,6 +28,9 @@ pub struct ProjectionStatus {
     pub parked_aggregates: i64,
     /// Of those, how many wait for a retry (their events held, the others flowing on).
     pub retrying_aggregates: i64,
+    /// Events applied (checkpoints count each aggregate's events from 1 without holes, so
+    /// their sum).
+    pub events_applied: i64,
     /// When a checkpoint last moved (`null` if none exists).
     pub last_checkpoint_at: Option<DateTime<Utc>>,
     /// Dead letters by reason (`poison`, `parked`); empty when there are none.
@@ -57,6 +60,7 @@ struct CheckpointSummary {
     aggregates: i64,
     parked_aggregates: i64,
     retrying_aggregates: i64,
+    events_applied: i64,
     last_checkpoint_at: Option<DateTime<Utc>>,
 }
 
@@ -81,6 +85,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
         "SELECT projection, count(*) AS aggregates, \
                 count(*) FILTER (WHERE parked_by IS NOT NULL) AS parked_aggregates, \
                 count(*) FILTER (WHERE retry_at IS NOT NULL) AS retrying_aggregates, \
+                coalesce(sum(last_sequence), 0)::bigint AS events_applied, \
                 max(updated_at) AS last_checkpoint_at \
          FROM read_model.checkpoints GROUP BY projection",
     )
@@ -106,6 +111,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
                 aggregates: summary.aggregates,
                 parked_aggregates: summary.parked_aggregates,
                 retrying_aggregates: summary.retrying_aggregates,
+                events_applied: summary.events_applied,
                 last_checkpoint_at: summary.last_checkpoint_at,
                 dead_letters: Vec::new(),
             },
@@ -119,6 +125,7 @@ pub async fn overview(pool: &PgPool) -> Result<ProjectionsOverview, sqlx::Error>
                 aggregates: 0,
                 parked_aggregates: 0,
                 retrying_aggregates: 0,
+                events_applied: 0,
                 last_checkpoint_at: None,
                 dead_letters: Vec::new(),
             })

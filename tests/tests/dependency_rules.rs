@@ -20,12 +20,13 @@ const SERVICES: [&str; 5] = [
     "query-api",
 ];
 /// Libraries the processes are built from.
-const LIBRARIES: [&str; 7] = [
+const LIBRARIES: [&str; 8] = [
     "aggregates",
     "schemas",
     "event-store",
     "read-model",
     "audit",
+    "console",
     "ops",
     "test-support",
 ];

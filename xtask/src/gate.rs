@@ -24,9 +24,19 @@ pub fn run(config: &StackConfig, test_args: &[String]) -> anyhow::Result<()> {
             "warnings",
         ]),
     )?;
+    crate::monitoring::check(crate::stack::workspace())?;
     let env = config.service_env();
     let topics_before = topic_count(config);
-    let result = run_tests(&env, test_args);
+    let result = run_tests(&env, test_args).and_then(|()| {
+        // The browser tests drive the platform `up` started; a test-name filter is for the
+        // Rust suite, so they run only with the whole suite.
+        if test_args.is_empty() {
+            println!("==> console in Chromium (npm test)");
+            crate::console::test(crate::stack::workspace(), &config.database_url())
+        } else {
+            Ok(())
+        }
+    });
     // Each test deletes the topics it made; a broker that keeps gaining them slows down.
     println!(
         "==> topics on the broker: {topics_before} before the tests, {} after",

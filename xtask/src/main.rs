@@ -9,9 +9,11 @@
 #![allow(clippy::disallowed_methods)]
 
 mod config;
+mod console;
 mod gate;
 mod java;
 mod kafka;
+mod monitoring;
 mod postgres;
 mod probe;
 mod process;

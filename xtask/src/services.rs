@@ -107,7 +107,7 @@ pub const SERVICES: &[PlatformService] = &[
             ("KEEL_AUTH", "disabled"),
             ("KEEL_RATE_LIMIT_PER_SECOND", "0"),
         ],
-        files: &[MASTER_KEY],
+        files: &[MASTER_KEY, ("KEEL_CONSOLE_DIR", "console/web/dist")],
     },
 ];
 

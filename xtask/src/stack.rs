@@ -193,7 +193,7 @@ fn lock_stack(config: &StackConfig) -> anyhow::Result<File> {
 }
 
 /// The workspace root, where the service binaries are built.
-fn workspace() -> &'static Path {
+pub fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(Path::new("."))
@@ -206,6 +206,7 @@ pub fn up(config: &StackConfig) -> anyhow::Result<()> {
     if !services::SERVICES.is_empty() {
         println!("==> platform services");
         services::build(workspace())?;
+        crate::console::build(workspace())?;
         for service in services::SERVICES {
             services::start(config, workspace(), service)?;
         }

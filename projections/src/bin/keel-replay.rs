@@ -24,7 +24,8 @@ use projections::config::DatabaseUrl;
 use projections::replay::source::EventStore;
 use projections::replay::status::projection_status;
 use projections::replay::{self, Fold, Phase, RebuildOptions, RebuildProgress, RebuildReport};
-use projections::{Projection, Settings, db, operator};
+use projections::{Projection, Settings, db};
+use read_model::dead_letters as operator;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -209,7 +210,7 @@ async fn dead_letters(
     all: bool,
     limit: i64,
 ) -> anyhow::Result<()> {
-    let letters = operator::list(read_model, projection, all, limit)
+    let letters = operator::list(read_model, projection.map(Projection::name), all, limit)
         .await
         .context("reading dead letters")?;
     if letters.is_empty() {

@@ -217,3 +217,22 @@ fn expect_row(rows_affected: u64, event: &ProjectedEvent, what: &str) -> Result<
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::source::source_types;
+
+    #[test]
+    fn the_read_model_catalog_names_each_projection_as_the_projector_does() {
+        let catalog: Vec<(&str, Vec<&str>, i32)> = read_model::catalog::PROJECTIONS
+            .iter()
+            .map(|entry| (entry.name, entry.sources.to_vec(), entry.lock_key))
+            .collect();
+        let projector: Vec<(&str, Vec<&str>, i32)> = Projection::ALL
+            .iter()
+            .map(|p| (p.name(), source_types(*p), p.ordinal()))
+            .collect();
+        assert_eq!(catalog, projector);
+    }
+}

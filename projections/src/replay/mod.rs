@@ -64,6 +64,7 @@ use std::time::{Duration, Instant};
 
 use ops::clock::{Clock, SystemClock};
 
+use read_model::locks::REBUILD_LOCK_CLASS;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, watch};
@@ -79,9 +80,6 @@ use crate::db;
 
 /// Source name recorded in a shadow built from the event store.
 const STORE_SOURCE: &str = "store";
-
-/// First key of the advisory locks that keep two rebuilds of one projection apart.
-const REBUILD_LOCK_CLASS: i32 = 0x6b72_6275;
 
 /// A replay failed; what it committed stays, and running it again resumes.
 #[derive(Debug, thiserror::Error)]
@@ -576,13 +574,5 @@ impl RebuildGuard {
 /// # Errors
 /// Database errors.
 pub async fn is_running(pool: &PgPool, projection: Projection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks \
-         WHERE locktype = 'advisory' AND classid::bigint = $1::bigint \
-           AND objid::bigint = $2::bigint AND objsubid = 2 AND granted)",
-    )
-    .bind(REBUILD_LOCK_CLASS)
-    .bind(projection.ordinal())
-    .fetch_one(pool)
-    .await
+    read_model::locks::rebuild_running(pool, projection.ordinal()).await
 }

@@ -20,7 +20,7 @@ const MAX_SWAP_NOTIFICATIONS: i64 = 10_000;
 
 /// The schema a rebuild of `projection` writes into.
 pub fn shadow_schema(projection: Projection) -> String {
-    format!("{READ_MODEL_SCHEMA}_rebuild_{}", projection.name())
+    read_model::rebuild::shadow_schema(projection.name())
 }
 
 /// Where a rebuild stands, as committed.
@@ -43,10 +43,7 @@ fn quote(identifier: &str) -> String {
 /// # Errors
 /// Database errors.
 pub async fn exists(pool: &PgPool, projection: Projection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(shadow_schema(projection))
-        .fetch_one(pool)
-        .await
+    read_model::rebuild::shadow_exists(pool, projection.name()).await
 }
 
 /// Drops the shadow of `projection` and everything in it.
@@ -249,27 +246,17 @@ pub async fn progress(
     pool: &PgPool,
     projection: Projection,
 ) -> Result<(StoredProgress, String), sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT transaction_id, global_position, events_read, events_applied, source \
-         FROM {}.rebuild_progress WHERE projection = $1",
-        quote(&shadow_schema(projection))
-    ))
-    .bind(projection.name())
-    .fetch_one(pool)
-    .await?;
-    let count = |name: &str| -> Result<u64, sqlx::Error> {
-        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or_default())
-    };
+    let progress = read_model::rebuild::progress(pool, projection.name()).await?;
     Ok((
         StoredProgress {
             position: LogPosition {
-                transaction_id: row.try_get("transaction_id")?,
-                global_position: row.try_get("global_position")?,
+                transaction_id: progress.transaction_id,
+                global_position: progress.global_position,
             },
-            events_read: count("events_read")?,
-            events_applied: count("events_applied")?,
+            events_read: progress.events_read,
+            events_applied: progress.events_applied,
         },
-        row.try_get("source")?,
+        progress.source,
     ))
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use projections::Projection;
 use projections::config::ProjectorSettings;
-use projections::operator::{self, OperatorError};
 use rdkafka::producer::FutureRecord;
+use read_model::dead_letters::{self as operator, OperatorError};
 use schemas::AggregateKind;
 use sqlx::{PgPool, Postgres, Transaction};
 

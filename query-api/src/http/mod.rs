@@ -18,12 +18,15 @@ pub mod stock;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::path::Path;
+
 use audit::personal_data::AuditKeys;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
+use console::ConsoleSettings;
 use ops::auth::{Access, Role};
 use ops::gate::Gate;
 use serde::Serialize;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub waiter: VersionWaiter,
     /// Opens personal data in the audit trail (for the `auditor` role only).
     pub audit_keys: AuditKeys,
+    /// The operator console's settings.
+    pub console: ConsoleSettings,
 }
 
 impl AppState {
@@ -98,6 +103,13 @@ impl FromRef<AppState> for AuditKeys {
     }
 }
 
+/// The console's routes read their settings from the state.
+impl FromRef<AppState> for ConsoleSettings {
+    fn from_ref(state: &AppState) -> Self {
+        state.console.clone()
+    }
+}
+
 /// A single-aggregate view, answered with `ETag: "<version>"` (the same value the command
 /// API returns as its `ETag`).
 #[derive(Debug)]
@@ -118,11 +130,20 @@ impl<T: Serialize> IntoResponse for Versioned<T> {
     }
 }
 
-/// Probes, the OpenAPI document and metrics are public; the audit trail and the
-/// projections' replay status need `auditor`; the read models need `reader`.
-pub fn access(_method: &Method, path: &str) -> Access {
+/// Probes, the OpenAPI document, metrics and the console's web app (which holds no data)
+/// are public; the audit trail, the projections' replay status and the console's data
+/// need `auditor`, the console's actions `operator`; the read models need `reader`.
+pub fn access(method: &Method, path: &str) -> Access {
     match path {
         "/health/live" | "/health/ready" | "/openapi.json" | "/metrics" => Access::Public,
+        _ if path.starts_with("/console/api/") || path == "/console/api" => {
+            if method == Method::GET || method == Method::HEAD {
+                Access::Requires(Role::Auditor)
+            } else {
+                Access::Requires(Role::Operator)
+            }
+        }
+        _ if path == "/console" || path.starts_with("/console/") => Access::Public,
         _ if path == "/audit" || path.starts_with("/audit/") => Access::Requires(Role::Auditor),
         _ if path == "/projections" || path.starts_with("/projections/") => {
             Access::Requires(Role::Auditor)
@@ -143,6 +164,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stock::get_stock))
         .routes(routes!(projections::get_projections))
         .merge(audit::http::routes())
+        .merge(console::routes())
         .routes(routes!(ops::health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))
@@ -155,11 +177,16 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     openapi
 }
 
-/// The whole HTTP application and its OpenAPI document.
+/// The whole HTTP application and its OpenAPI document; the console's web app is served
+/// from `console_dir`.
 ///
 /// # Errors
 /// If the authentication settings are unusable (a key that does not parse).
-pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::ConfigError> {
+pub fn router(
+    state: AppState,
+    settings: &HttpSettings,
+    console_dir: &Path,
+) -> Result<Router, ops::ConfigError> {
     let gate = Gate::new(SERVICE, &settings.auth, settings.rate_limit, access)?;
     // The process serving /metrics records from its first request on.
     ops::metrics::install();
@@ -168,6 +195,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Result<Router, ops::C
 
     Ok(api
         .merge(ops::metrics::routes())
+        .merge(console::assets(console_dir))
         .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)

@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod consistency;
+mod console;
 mod customers;
 mod edge;
 mod helpers;

@@ -5,30 +5,29 @@
 //! Only the dead letter that parks its aggregate (or one without an aggregate) can be
 //! answered; the `parked` letters behind it move with it:
 //! - **retry** puts the parking letter and every unresolved letter of its aggregate back as
-//!   held events ([`crate::retry`]), due at once, with a fresh attempt budget: the
-//!   projector applies them in order within seconds, or dead-letters the event again if it
-//!   still fails (the same row opens again).
+//!   held events (`retry_events`), due at once, with a fresh attempt budget: the projector
+//!   applies them in order within seconds, or dead-letters the event again if it still
+//!   fails (the same row opens again).
 //! - **skip** gives up on that one event: the aggregate's checkpoint moves past it (the read
 //!   model lacks its effect until the projection is rebuilt from the event store, which
 //!   has the event), and the letters behind it are put back as with retry.
 
-use std::collections::BTreeSet;
-use std::str::FromStr;
+//!
+//! `keel-replay` and the console give these answers; like a projector batch, each runs as a
+//! live transaction of its projection ([`crate::locks`]).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
 
-use crate::checkpoint;
-use crate::db;
-use crate::event::AggregateKey;
-use crate::projection::Projection;
+use crate::{catalog, locks};
 
 /// Longest skip reason kept.
 pub const MAX_REASON_CHARS: usize = 1_000;
 
 /// One dead letter, as an operator sees it (not its payload).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow, ToSchema)]
 pub struct DeadLetterSummary {
     /// Its id.
     pub id: i64,
@@ -117,7 +116,7 @@ const SUMMARY_COLUMNS: &str = "id, projection, topic, kafka_partition, kafka_off
 /// Database errors.
 pub async fn list(
     pool: &PgPool,
-    projection: Option<Projection>,
+    projection: Option<&str>,
     include_resolved: bool,
     limit: i64,
 ) -> Result<Vec<DeadLetterSummary>, sqlx::Error> {
@@ -126,7 +125,7 @@ pub async fn list(
          WHERE ($1::text IS NULL OR projection = $1) AND ($2 OR resolution IS NULL) \
          ORDER BY id DESC LIMIT $3"
     ))
-    .bind(projection.map(Projection::name))
+    .bind(projection)
     .bind(include_resolved)
     .bind(limit)
     .fetch_all(pool)
@@ -190,29 +189,37 @@ async fn answer(
         return Err(OperatorError::AlreadyResolved { id, resolution });
     }
     // Kept out of a rebuild's swap, like a live batch.
-    if let Ok(projection) = Projection::from_str(&letter.projection) {
-        db::enter_live_transaction(&mut tx, projection).await?;
+    if let Some(projection) = catalog::projection(&letter.projection) {
+        locks::enter_live_transaction(&mut tx, projection.lock_key).await?;
     }
-    let key = match (&letter.aggregate_type, &letter.aggregate_id) {
-        (Some(aggregate_type), Some(aggregate_id)) => AggregateKey {
-            aggregate_type: aggregate_type.clone(),
-            aggregate_id: aggregate_id.clone(),
-        },
-        _ => {
-            let Answer::Skip(reason) = answer else {
-                return Err(OperatorError::NoAggregate(id));
-            };
-            resolve(&mut tx, &[id], "skipped", actor, Some(reason)).await?;
-            tx.commit().await?;
-            return Ok(Resolved {
-                dead_letters: vec![id],
-                requeued: 0,
-            });
-        }
+    let (Some(aggregate_type), Some(aggregate_id)) = (&letter.aggregate_type, &letter.aggregate_id)
+    else {
+        let Answer::Skip(reason) = answer else {
+            return Err(OperatorError::NoAggregate(id));
+        };
+        resolve(&mut tx, &[id], "skipped", actor, Some(reason)).await?;
+        tx.commit().await?;
+        return Ok(Resolved {
+            dead_letters: vec![id],
+            requeued: 0,
+        });
     };
     let name = letter.projection.as_str();
-    let checkpoints = checkpoint::lock(&mut tx, name, &BTreeSet::from([key.clone()])).await?;
-    let parked_by = checkpoints.get(&key).and_then(|c| c.parked_by);
+    // The aggregate's checkpoint, created if missing (the projector's retry sweep finds
+    // held events through it), locked like the projector's own batch would lock it.
+    let parked_by: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO read_model.checkpoints AS c \
+             (projection, aggregate_type, aggregate_id, last_sequence) \
+         VALUES ($1, $2, $3, 0) \
+         ON CONFLICT (projection, aggregate_type, aggregate_id) \
+         DO UPDATE SET last_sequence = c.last_sequence \
+         RETURNING parked_by",
+    )
+    .bind(name)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(&mut *tx)
+    .await?;
     if let Some(parked_by) = parked_by.filter(|&parked_by| parked_by != id) {
         return Err(OperatorError::HeldBehind { id, parked_by });
     }
@@ -224,8 +231,8 @@ async fn answer(
          ORDER BY id FOR UPDATE",
     )
     .bind(name)
-    .bind(&key.aggregate_type)
-    .bind(&key.aggregate_id)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
     .bind(id)
     .fetch_all(&mut *tx)
     .await?;
@@ -261,8 +268,8 @@ async fn answer(
          WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
     )
     .bind(name)
-    .bind(&key.aggregate_type)
-    .bind(&key.aggregate_id)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
     .bind(skipped_to)
     .bind(requeued > 0)
     .bind(format!("{released} by {actor}"))
