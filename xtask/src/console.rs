@@ -31,11 +31,38 @@ pub fn build(workspace: &Path) -> anyhow::Result<()> {
         println!("  console: npm ci (packages of {})", lock.display());
         npm(&dir, &["ci", "--no-audit", "--no-fund"], &[])?;
     }
+    let built = dir.join("dist").join("index.html");
+    if modified(&built) > newest_source(&dir) {
+        println!("  console: up to date ({})", built.display());
+        return Ok(());
+    }
     println!(
         "  console: npm run build (into {})",
         dir.join("dist").display()
     );
     npm(&dir, &["run", "--silent", "build"], &[])
+}
+
+/// When the web app's sources, build configuration or packages last changed.
+fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut pending: Vec<PathBuf> = [
+        "src",
+        "index.html",
+        "package-lock.json",
+        "vite.config.ts",
+        "tsconfig.json",
+    ]
+    .iter()
+    .map(|name| dir.join(name))
+    .collect();
+    while let Some(path) = pending.pop() {
+        if let Ok(entries) = std::fs::read_dir(&path) {
+            pending.extend(entries.flatten().map(|entry| entry.path()));
+        }
+        newest = newest.max(modified(&path));
+    }
+    newest
 }
 
 /// Runs the console's browser tests (`npm test`) against the running platform, in
