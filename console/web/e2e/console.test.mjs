@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { access, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -359,4 +360,39 @@ test('overview: events and commands per second over the last five minutes, and p
     assert.deepEqual(series.sort(), ['orders', 'payments', 'stock']);
     await shot(page, 'overview.png');
   });
+});
+
+test('behind a path prefix (as the Kubernetes ingress serves it) the console loads and reads the platform', { timeout: 60_000 }, async () => {
+  const { orderId } = await theOrder();
+  // What the ingress does: /api/queries/<rest> reaches the query API as /<rest>.
+  const prefix = '/api/queries';
+  const upstream = new URL(QUERY_URL);
+  const proxy = http.createServer((request, response) => {
+    if (!request.url.startsWith(`${prefix}/`)) {
+      response.writeHead(404).end();
+      return;
+    }
+    const forwarded = http.request(
+      { host: upstream.hostname, port: upstream.port, method: request.method, path: request.url.slice(prefix.length), headers: request.headers },
+      (answer) => {
+        response.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    forwarded.on('error', () => response.writeHead(502).end());
+    request.pipe(forwarded);
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${proxy.address().port}${prefix}`;
+  try {
+    await withPage('prefixed', async (page) => {
+      // Without the trailing slash, as a person types it.
+      await page.goto(`${base}/console#/streams?type=order&id=${orderId}`);
+      await page.waitForSelector('[data-testid="history-row"][data-event-type="OrderPlaced"]');
+      assert.ok(page.url().startsWith(`${base}/console/`), `the page moved to the console's folder: ${page.url()}`);
+      await page.locator('[data-testid="verify-badge"][data-state="verified"]').waitFor();
+    });
+  } finally {
+    await new Promise((resolve) => proxy.close(resolve));
+  }
 });

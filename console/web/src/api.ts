@@ -35,14 +35,17 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-/** Empty values are left out: the APIs refuse empty parameters. */
+/**
+ * `path` (an API route such as `/audit/events`) under the API's root, which is the folder
+ * above the console's own (`…/console/`), whatever prefix a proxy puts before both. Empty
+ * query values are left out: the APIs refuse empty parameters.
+ */
 function withQuery(path: string, query: Query = {}): string {
-  const params = new URLSearchParams();
+  const url = new URL(path.replace(/^\/+/, ''), new URL('../', document.baseURI));
   for (const [key, value] of Object.entries(query)) {
-    if (value !== null && value !== undefined && value !== '') params.set(key, String(value));
+    if (value !== null && value !== undefined && value !== '') url.searchParams.set(key, String(value));
   }
-  const qs = params.toString();
-  return qs ? `${path}?${qs}` : path;
+  return url.href;
 }
 
 export async function api<T>(path: string, options: RequestOptions = {}): Promise<T> {
