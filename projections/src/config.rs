@@ -22,6 +22,7 @@
 //! | `KEEL_MASTER_KEY` / `_FILE` | — | master key that opens customers' personal data for the order view (ADR 0009); unset = shown as `unavailable` |
 //! | `KEEL_MASTER_KEY_PREVIOUS` / `_FILE` | — | master keys that still unwrap during a rotation (comma-separated) |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout: how long a killed instance's partitions wait when it does not come back |
+//! | `KEEL_KAFKA_FETCH_WAIT_MS` | `500` | `fetch.wait.max.ms`: how long the broker holds an empty fetch. The broker answers as soon as a message arrives, so this is what an idle consumer costs (one fetch per wait per broker connection), not the read side's latency |
 //! | `KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS` | `1000` | how often stored (applied) offsets are committed |
 //! | `KEEL_SHUTDOWN_TIMEOUT_SECS` | `15` | hard bound on a graceful shutdown |
 //! | `KEEL_METRICS_ADDR` | `127.0.0.1:9103` | `/metrics` listener (port 0 picks a free port) |
@@ -60,6 +61,8 @@ pub struct KafkaSettings {
     /// `auto.commit.interval.ms`: stored offsets (of applied messages only) are committed
     /// this often, and synchronously on rebalance and shutdown.
     pub auto_commit_interval: Duration,
+    /// `fetch.wait.max.ms`: how long the broker holds a fetch that finds nothing new.
+    pub fetch_wait: Duration,
 }
 
 /// How a projector batches and retries.
@@ -217,6 +220,9 @@ impl Settings {
                 auto_commit_interval: env
                     .millis("KEEL_KAFKA_AUTO_COMMIT_INTERVAL_MS")?
                     .unwrap_or(Duration::from_secs(1)),
+                fetch_wait: env
+                    .positive_millis("KEEL_KAFKA_FETCH_WAIT_MS")?
+                    .unwrap_or(Duration::from_millis(500)),
             },
             projector: ProjectorSettings {
                 group_prefix: text("KEEL_PROJECTOR_GROUP_PREFIX", "keel-projector"),
@@ -293,6 +299,7 @@ mod tests {
             "http://127.0.0.1:8081/apis/ccompat/v7"
         );
         assert_eq!(s.kafka.topic_prefix, "keel.");
+        assert_eq!(s.kafka.fetch_wait, Duration::from_millis(500));
         assert_eq!(s.projections, Projection::ALL.to_vec());
         assert_eq!(s.projector.batch_size, 500);
         assert_eq!(
@@ -321,11 +328,13 @@ mod tests {
             ("KEEL_PROJECTOR_LOCK_TIMEOUT_MS", "250"),
             ("KEEL_PROJECTOR_INSTANCE_ID", "projections-0"),
             ("KEEL_LOG_FORMAT", "json"),
+            ("KEEL_KAFKA_FETCH_WAIT_MS", "10"),
         ])
         .unwrap();
         assert_eq!(s.database_url.expose(), "postgres://r:secret@replica/rm");
         assert_eq!(s.kafka.topic_prefix, "prod.");
         assert_eq!(s.kafka.topic_replication_factor, 3);
+        assert_eq!(s.kafka.fetch_wait, Duration::from_millis(10));
         assert_eq!(s.projections, vec![Projection::Stock, Projection::Payments]);
         assert_eq!(s.projector.batch_size, 42);
         assert_eq!(s.projector.retry.max_attempts, 2);

@@ -370,9 +370,12 @@ impl Projector {
                 (kafka.session_timeout.as_millis() / 3).max(100).to_string(),
             )
             .set("socket.connection.setup.timeout.ms", "5000")
-            // librdkafka's default (500 ms) is how long a fetch may wait for data; with a
-            // broker that answers only at the deadline it becomes the read side's latency.
-            .set("fetch.wait.max.ms", "10");
+            // The broker answers a waiting fetch as soon as a message arrives: the wait is
+            // what an idle consumer costs, not the read side's latency.
+            .set(
+                "fetch.wait.max.ms",
+                kafka.fetch_wait.as_millis().to_string(),
+            );
         let topic_names: Vec<String> = sources.keys().cloned().collect();
         let subscription =
             Subscription::new(config, topic_names.clone(), move || ProjectorContext {

@@ -22,6 +22,7 @@
 //! | `KEEL_SAGA_RETRY_MAX_MS` | `5000` | largest retry backoff ceiling |
 //! | `KEEL_SAGA_HTTP_TIMEOUT_MS` | `15000` | upper bound on one command request |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
+//! | `KEEL_KAFKA_FETCH_WAIT_MS` | `500` | `fetch.wait.max.ms`: how long the broker holds an empty fetch (it answers as soon as a message arrives, so this is the idle cost, not the flow's latency) |
 
 use std::time::Duration;
 
@@ -73,6 +74,8 @@ pub struct SagaConfig {
     pub http_timeout: Duration,
     /// Consumer group session timeout.
     pub session_timeout: Duration,
+    /// `fetch.wait.max.ms`: how long the broker holds a fetch that finds nothing new.
+    pub fetch_wait: Duration,
 }
 
 /// Where a consumer group without committed offsets starts.
@@ -115,6 +118,7 @@ impl std::fmt::Debug for SagaConfig {
             .field("retry_max", &self.retry_max)
             .field("http_timeout", &self.http_timeout)
             .field("session_timeout", &self.session_timeout)
+            .field("fetch_wait", &self.fetch_wait)
             .finish()
     }
 }
@@ -144,6 +148,7 @@ impl SagaConfig {
             retry_max: Duration::from_secs(5),
             http_timeout: Duration::from_secs(15),
             session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(500),
         }
     }
 
@@ -206,6 +211,7 @@ impl SagaConfig {
         millis("KEEL_SAGA_RETRY_MAX_MS", &mut config.retry_max)?;
         millis("KEEL_SAGA_HTTP_TIMEOUT_MS", &mut config.http_timeout)?;
         millis("KEEL_KAFKA_SESSION_TIMEOUT_MS", &mut config.session_timeout)?;
+        millis("KEEL_KAFKA_FETCH_WAIT_MS", &mut config.fetch_wait)?;
         if let Some(start) = env.text("KEEL_SAGA_START_FROM") {
             config.start_from = match start.as_str() {
                 "earliest" => StartFrom::Earliest,
@@ -243,6 +249,7 @@ mod tests {
         assert_eq!(defaults.command_api_url, "http://127.0.0.1:8080");
         assert_eq!(defaults.start_from, StartFrom::Earliest);
         assert_eq!(defaults.instance_id, None);
+        assert_eq!(defaults.fetch_wait, Duration::from_millis(500));
 
         let custom = config(&[
             ("KEEL_COMMAND_API_URL", "http://api:9000"),
@@ -252,8 +259,10 @@ mod tests {
             ("KEEL_SAGA_START_FROM", "latest"),
             ("KEEL_TOPIC_PREFIX", "dev."),
             ("KEEL_TOPIC_REPLICATION_FACTOR", "3"),
+            ("KEEL_KAFKA_FETCH_WAIT_MS", "10"),
         ])
         .unwrap();
+        assert_eq!(custom.fetch_wait, Duration::from_millis(10));
         assert_eq!(custom.command_api_url, "http://api:9000");
         assert_eq!(custom.group_id, "saga-2");
         assert_eq!(custom.instance_id.as_deref(), Some("saga-pod-1"));

@@ -160,9 +160,12 @@ impl SagaRunner {
                     .to_string(),
             )
             .set("socket.connection.setup.timeout.ms", "5000")
-            // librdkafka's default fetch wait (500 ms) would be added to every step of a
-            // flow with a broker that answers fetches only at their deadline.
-            .set("fetch.wait.max.ms", "10");
+            // The broker answers a waiting fetch as soon as a message arrives: the wait is
+            // what an idle consumer costs, not the flow's latency.
+            .set(
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().to_string(),
+            );
         let subscription = Subscription::new(consumer_config, topics, || SagaContext)?;
         let kinds: HashMap<String, AggregateKind> = AggregateKind::ALL
             .iter()

@@ -144,6 +144,7 @@ impl Harness {
             topic_replication_factor: 1,
             session_timeout: Duration::from_secs(6),
             auto_commit_interval: Duration::from_millis(200),
+            fetch_wait: Duration::from_millis(500),
         };
         Self {
             database,
