@@ -76,6 +76,10 @@ pub struct AuditLogPage {
     pub items: Vec<AuditEvent>,
     /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Where this page ends, also on the last page: pass it as `cursor` (with the same
+    /// filters) later to read only what was appended since, as a live tail does. `null`
+    /// only when the log held nothing to read at all.
+    pub resume_cursor: Option<String>,
 }
 
 /// An aggregate as it was after one of its events.
@@ -198,7 +202,8 @@ pub async fn get_stream_events(
 }
 
 /// The global event log in commit order (`transaction_id`, then `global_position`),
-/// filtered, by keyset pagination: follow `next_cursor` until it is `null`. An event
+/// filtered, by keyset pagination: follow `next_cursor` until it is `null`, then, to follow
+/// the log as it grows, `resume_cursor`. An event
 /// appended by a transaction that commits late shows up after the cursor, never behind
 /// it: events appear once every older transaction has finished.
 #[utoipa::path(
@@ -224,8 +229,17 @@ pub async fn list_events(
     } else {
         None
     };
+    let resume_cursor = items
+        .last()
+        .map(AuditEvent::log_position)
+        .or(params.cursor)
+        .map(cursor::encode_log_position);
     personal_data::reveal(&pool, &keys, viewer(principal.as_ref()), &mut items).await?;
-    Ok(Json(AuditLogPage { items, next_cursor }))
+    Ok(Json(AuditLogPage {
+        items,
+        next_cursor,
+        resume_cursor,
+    }))
 }
 
 /// Time travel: the aggregate's state after the event with sequence `version`, or after

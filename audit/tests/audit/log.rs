@@ -209,6 +209,59 @@ async fn the_global_log_pages_in_commit_order_without_gaps_or_repeats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_resumes_after_the_last_page_and_reads_only_what_was_appended_since() {
+    let stack = spawn_stack().await;
+    let empty = stack.get("/audit/events").await;
+    assert_eq!(
+        empty.assert_ok()["resume_cursor"],
+        Value::Null,
+        "an empty log"
+    );
+    for quantity in 1..=2 {
+        stack
+            .post_ok(
+                "/inventory/SKU-TAIL/stock",
+                json!({"quantity": quantity}),
+                &[],
+            )
+            .await;
+    }
+    stack.wait_for_log(2).await;
+
+    let last_page = stack.get("/audit/events?actor=anonymous").await;
+    let body = last_page.assert_ok();
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["next_cursor"], Value::Null);
+    let resume = body["resume_cursor"]
+        .as_str()
+        .expect("resume cursor")
+        .to_owned();
+
+    // Nothing new: an empty page that hands the same place back.
+    let idle = stack
+        .get(&format!("/audit/events?actor=anonymous&cursor={resume}"))
+        .await;
+    assert_eq!(idle.assert_ok()["items"], json!([]));
+    assert_eq!(idle.body["resume_cursor"], resume.as_str());
+
+    stack
+        .post_ok("/inventory/SKU-TAIL/stock", json!({"quantity": 3}), &[])
+        .await;
+    stack.wait_for_log(3).await;
+    let tail = stack
+        .get(&format!("/audit/events?actor=anonymous&cursor={resume}"))
+        .await;
+    let items = tail.assert_ok()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1, "only the event appended since: {items:?}");
+    assert_eq!(items[0]["sequence"], 3);
+    assert_ne!(tail.body["resume_cursor"], resume.as_str());
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_log_parameters_are_named() {
     let stack = spawn_stack().await;
     for (query, parameter) in [

@@ -218,6 +218,16 @@ test('global log: filtered by the order\'s correlation id, it shows that flow\'s
     const orderRows = page.locator('[data-testid="log-row"]', { has: page.locator(`a[title="${orderId}"]`) });
     assert.ok((await orderRows.count()) >= 3, 'the rows name the order');
 
+    // The live tail: an event appended to the flow now shows up once, on top.
+    await page.locator('[data-testid="live-tail"]').check();
+    const before = (await attr(page, '[data-testid="log-row"]', 'data-event-type')).length;
+    const sku = uniqueSku('E2E-TAIL');
+    await command('POST', `/inventory/${sku}/stock`, { quantity: 1 }, { 'x-correlation-id': correlationId });
+    await page.waitForSelector('[data-testid="log-row"][data-event-type="StockAdded"]', { timeout: PIPELINE_TIMEOUT });
+    const after = await attr(page, '[data-testid="log-row"]', 'data-event-type');
+    assert.equal(after[0], 'StockAdded', `the new event is on top: ${after}`);
+    assert.equal(after.length, before + 1, `it shows once and nothing else repeats: ${after}`);
+
     await shot(page, 'log.png');
   });
 });

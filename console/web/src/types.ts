@@ -32,6 +32,8 @@ export interface StreamHistoryPage {
 export interface AuditLogPage {
   items: AuditEvent[];
   next_cursor: string | null;
+  /** Where the page ends, also on the last page (null only for an empty log). */
+  resume_cursor: string | null;
 }
 
 export interface AggregateStateView {

@@ -22,15 +22,6 @@ export function resolveInstant(value: string, now = Date.now()): string {
   return new Date(now - Number(m[1]) * unit * 1000).toISOString();
 }
 
-/**
- * The cursor after an event: the audit API's `g1` cursor (base64url of
- * `g1:<transaction_id>:<global_position>`). The API gives `next_cursor: null` on the last
- * page, so a tail resumes from the last event it has seen.
- */
-function cursorAfter(e: AuditEvent): string {
-  return btoa(`g1:${e.transaction_id}:${e.global_position}`).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
 function str(value: unknown): string {
   return typeof value === 'string' ? value : value === undefined || value === null ? '' : JSON.stringify(value);
 }
@@ -166,9 +157,8 @@ export const logPage: Page = (ctx) => {
         const res = await get<AuditLogPage>('/audit/events', { ...query, cursor }, ctx.signal);
         for (const e of res.items) body.prepend(...rowFor(e, fresh));
         items.push(...res.items);
-        const last = res.items[res.items.length - 1];
-        if (res.next_cursor) cursor = res.next_cursor;
-        else if (last) cursor = cursorAfter(last);
+        // On the last page `next_cursor` is null; `resume_cursor` is where a tail goes on.
+        cursor = res.next_cursor ?? res.resume_cursor ?? cursor;
         atEnd = res.next_cursor === null;
         if (atEnd) break;
       }
