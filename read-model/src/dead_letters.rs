@@ -11,7 +11,6 @@
 //! - **skip** gives up on that one event: the aggregate's checkpoint moves past it (the read
 //!   model lacks its effect until the projection is rebuilt from the event store, which
 //!   has the event), and the letters behind it are put back as with retry.
-
 //!
 //! `keel-replay` and the console give these answers; like a projector batch, each runs as a
 //! live transaction of its projection ([`crate::locks`]).
