@@ -218,15 +218,17 @@ test('global log: filtered by the order\'s correlation id, it shows that flow\'s
     const orderRows = page.locator('[data-testid="log-row"]', { has: page.locator(`a[title="${orderId}"]`) });
     assert.ok((await orderRows.count()) >= 3, 'the rows name the order');
 
-    // The live tail: an event appended to the flow now shows up once, on top.
+    // The live tail: an event appended to the flow now shows up once, above the older
+    // ones, and no row shows twice (the saga may still add events of this flow meanwhile).
     await page.locator('[data-testid="live-tail"]').check();
-    const before = (await attr(page, '[data-testid="log-row"]', 'data-event-type')).length;
     const sku = uniqueSku('E2E-TAIL');
     await command('POST', `/inventory/${sku}/stock`, { quantity: 1 }, { 'x-correlation-id': correlationId });
     await page.waitForSelector('[data-testid="log-row"][data-event-type="StockAdded"]', { timeout: PIPELINE_TIMEOUT });
     const after = await attr(page, '[data-testid="log-row"]', 'data-event-type');
-    assert.equal(after[0], 'StockAdded', `the new event is on top: ${after}`);
-    assert.equal(after.length, before + 1, `it shows once and nothing else repeats: ${after}`);
+    assert.ok(after.indexOf('StockAdded') < after.indexOf('OrderPlaced'), `the new event is above the older ones: ${after}`);
+    assert.equal(after.filter((type) => type === 'StockAdded').length, 1, `it shows once: ${after}`);
+    const ids = await attr(page, '[data-testid="log-row"]', 'data-event-id');
+    assert.equal(new Set(ids).size, ids.length, `no event shows twice: ${ids}`);
 
     await shot(page, 'log.png');
   });
