@@ -7,8 +7,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::{Extension, Json};
-use ops::auth::Principal;
-use ops::params::{ParameterError, QueryParams, parse_limit};
+use ops::auth::{ANONYMOUS_ACTOR, Principal};
+use ops::params::{PageLimit, ParameterError, QueryParams};
 use read_model::catalog;
 use read_model::dead_letters::{self as operator, DeadLetterSummary, OperatorError, Resolved};
 use serde::{Deserialize, Serialize};
@@ -18,9 +18,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::ConsoleError;
 use crate::extract::{PathId, parse_bool};
-
-/// The actor recorded when authentication is disabled (local development only).
-pub const ANONYMOUS_ACTOR: &str = "anonymous";
 
 /// Which dead letters to list.
 #[derive(Debug, Clone, Copy, IntoParams)]
@@ -34,7 +31,7 @@ pub struct DeadLetterParams {
     pub include_resolved: bool,
     /// At most this many, newest first, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: u32,
+    pub limit: PageLimit,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for DeadLetterParams {
@@ -56,7 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeadLetterParams {
             })
             .transpose()?;
         let include_resolved = parse_bool("include_resolved", params.take("include_resolved")?)?;
-        let limit = parse_limit(params.take("limit")?, 50, 200)?;
+        let limit = PageLimit::parse(params.take("limit")?)?;
         params.finish()?;
         Ok(Self {
             projection,
@@ -111,7 +108,7 @@ pub async fn list_dead_letters(
         &pool,
         params.projection,
         params.include_resolved,
-        i64::from(params.limit),
+        i64::from(params.limit.get()),
     )
     .await?;
     Ok(Json(DeadLetterList {

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use ops::params::{ParameterError, QueryParams, cursor, parse_limit};
+use ops::params::{PageLimit, ParameterError, QueryParams, cursor};
 use serde::Serialize;
 use sqlx::PgPool;
 use tracing::instrument;
@@ -29,7 +29,7 @@ pub struct FlowParams {
     pub status: Option<&'static str>,
     /// Page size, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    pub limit: u32,
+    pub limit: PageLimit,
     /// `next_cursor` of the previous page (same filter).
     #[param(value_type = Option<String>)]
     pub cursor: Option<FlowsAfter>,
@@ -55,7 +55,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FlowParams {
                     })
             })
             .transpose()?;
-        let limit = parse_limit(params.take("limit")?, 50, 200)?;
+        let limit = PageLimit::parse(params.take("limit")?)?;
         let cursor = params
             .take("cursor")?
             .map(|value| decode_cursor(&value))
@@ -131,7 +131,7 @@ pub async fn list_flows(
         &FlowsQuery {
             status: params.status,
             stuck_after: settings.saga_stuck_after,
-            limit: i64::from(params.limit),
+            limit: i64::from(params.limit.get()),
             after: params.cursor,
         },
     )

@@ -18,6 +18,9 @@ use crate::env::{self, ConfigError, Lookup};
 /// Longest accepted subject, in characters (the event store's actor column holds it).
 pub const MAX_SUBJECT_CHARS: usize = 200;
 
+/// The actor recorded when a request names none (authentication disabled, no `X-Actor`).
+pub const ANONYMOUS_ACTOR: &str = "anonymous";
+
 /// What a caller may do. Each route needs at most one role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::postgres::{apt_install, has_command};
+use crate::services::modified;
 
 /// Debian's Chromium; Playwright drives it (no browser can be downloaded here).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -104,10 +105,4 @@ fn npm(dir: &Path, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<()> 
         bail!("{what} failed ({status})");
     }
     Ok(())
-}
-
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .ok()
 }

@@ -16,7 +16,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::postgres::{apt_install, has_command};
+use crate::postgres::{apt_install, has_command, is_root};
 
 const PROMETHEUS_CONFIG: &str = "deploy/prometheus/prometheus.yml";
 const ALERT_RULES: &str = "deploy/prometheus/alerts.yml";
@@ -854,13 +854,6 @@ fn package_server_pid() -> Option<u32> {
         let program = cmdline.split(|byte| *byte == 0).next()?;
         (program == PROMETHEUS_SERVER.as_bytes()).then_some(pid)
     })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 /// A `policy-rc.d` that denies every service start (exit 101), in place until dropped.

@@ -187,7 +187,7 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     )
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

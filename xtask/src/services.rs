@@ -253,6 +253,7 @@ pub fn stop(
     managed(config, workspace, service).stop()
 }
 
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
+/// When `path` last changed (`None` if it does not exist).
+pub fn modified(path: &Path) -> Option<std::time::SystemTime> {
     fs::metadata(path).and_then(|meta| meta.modified()).ok()
 }

@@ -33,8 +33,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// W3C trace context.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// Actor recorded when a request names none.
-pub const ANONYMOUS_ACTOR: &str = "anonymous";
+pub use ops::auth::ANONYMOUS_ACTOR;
 /// Longest accepted `X-Actor`.
 pub const MAX_ACTOR_CHARS: usize = 200;
 
