@@ -16,6 +16,7 @@
 //! | `KEEL_GROUP_COMMIT_WAIT_US` | `0` | how long a batch waits for more commands after its first (µs); 0 = take what is queued |
 //! | `KEEL_AGGREGATE_CACHE_ENTRIES` | `10000` | recent aggregate states kept per aggregate type; commands on one aggregate take turns in the process (ADR 0010); `0` = no cache, no turns |
 //! | `KEEL_GROUP_COMMIT_IN_FLIGHT` | `2` | batches committing at once (each holds a pooled connection) |
+//! | `KEEL_OUTBOX_DOORBELL_MS` | `5` | after a commit, wake idle relays with a `NOTIFY` (`event_store::doorbell`), at most once per this many ms; `0` = never (relays find events at their next poll) |
 //! | `KEEL_PAYMENT_GATEWAY` | `simulated` | payment gateway adapter (only `simulated` exists) |
 //! | `KEEL_GATEWAY_CALL_TIMEOUT_MS` | `2000` | upper bound on one payment-gateway call |
 //! | `KEEL_GATEWAY_MAX_RETRIES` | `2` | retries of a failed gateway call (transient failures only) |
@@ -84,6 +85,8 @@ pub struct EventStoreSettings {
     pub group_commit: GroupCommitSettings,
     /// Recent aggregate states kept per aggregate type; 0 = no cache and no turns.
     pub aggregate_cache_entries: usize,
+    /// Least time between two wake-ups of the relays after commits; `None`: no wake-ups.
+    pub doorbell_spacing: Option<Duration>,
 }
 
 /// The payment gateway adapter behind the `PaymentGateway` port.
@@ -102,6 +105,7 @@ impl Default for Settings {
                 inventory_snapshot_every: 100,
                 group_commit: GroupCommitSettings::default(),
                 aggregate_cache_entries: 10_000,
+                doorbell_spacing: Some(Duration::from_millis(5)),
             },
             payment_gateway: PaymentGatewayKind::Simulated,
             gateway_guard: GatewayGuardSettings::default(),
@@ -157,6 +161,10 @@ impl Settings {
         }
         if let Some(entries) = env.parsed("KEEL_AGGREGATE_CACHE_ENTRIES")? {
             settings.event_store.aggregate_cache_entries = entries;
+        }
+        if let Some(millis) = env.parsed::<u64>("KEEL_OUTBOX_DOORBELL_MS")? {
+            settings.event_store.doorbell_spacing =
+                (millis > 0).then(|| Duration::from_millis(millis));
         }
         if let Some(gateway) = env.text("KEEL_PAYMENT_GATEWAY") {
             settings.payment_gateway = match gateway.as_str() {
@@ -288,6 +296,24 @@ mod tests {
         .unwrap();
         assert_eq!(s.event_store.aggregate_cache_entries, 0);
         assert_eq!(
+            settings(&[]).unwrap().event_store.doorbell_spacing,
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            settings(&[("KEEL_OUTBOX_DOORBELL_MS", "20")])
+                .unwrap()
+                .event_store
+                .doorbell_spacing,
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(
+            settings(&[("KEEL_OUTBOX_DOORBELL_MS", "0")])
+                .unwrap()
+                .event_store
+                .doorbell_spacing,
+            None
+        );
+        assert_eq!(
             s.event_store.group_commit,
             GroupCommitSettings {
                 max_batch: 16,
@@ -301,6 +327,7 @@ mod tests {
             ("KEEL_GROUP_COMMIT_IN_FLIGHT", "0"),
             ("KEEL_GROUP_COMMIT_WAIT_US", "soon"),
             ("KEEL_AGGREGATE_CACHE_ENTRIES", "-1"),
+            ("KEEL_OUTBOX_DOORBELL_MS", "-5"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert!(err.to_string().starts_with(&format!("{var}:")), "{err}");

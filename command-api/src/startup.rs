@@ -11,6 +11,7 @@ use std::time::Duration;
 use aggregates::customer::PersonalDataVault;
 use aggregates::payment::{PaymentGateway, PaymentServices, SimulatedPaymentGateway};
 use axum::Router;
+use event_store::doorbell::Doorbell;
 use sqlx::PgPool;
 use sqlx::migrate::MigrateError;
 use tokio::net::TcpListener;
@@ -142,9 +143,20 @@ impl Application {
         } = dependencies;
         let vault: Arc<dyn PersonalDataVault> =
             Arc::new(KeyTableVault::new(pool.clone(), settings.keyring.clone()));
+        let doorbell = settings
+            .event_store
+            .doorbell_spacing
+            .map_or_else(Doorbell::silent, |spacing| {
+                Doorbell::start(&pool.connect_options(), spacing)
+            });
         let writer = Writer {
             pool: pool.clone(),
-            group_commit: GroupCommit::start(pool.clone(), settings.event_store.group_commit),
+            group_commit: GroupCommit::start(
+                pool.clone(),
+                settings.event_store.group_commit,
+                doorbell.clone(),
+            ),
+            doorbell,
             append_hook,
             cache_entries: NonZeroUsize::new(settings.event_store.aggregate_cache_entries),
         };

@@ -16,6 +16,8 @@
 //!   that seals each append (`migrations/0011_hash_chain.sql`), and the rows it covers.
 //! - [`outbox`]: the queue the append trigger fills and the relay drains, and its shard
 //!   count, which must equal the trigger's modulus.
+//! - [`doorbell`]: the `NOTIFY` a writer sends after a commit that queued events, so an
+//!   idle relay wakes at once instead of at its next poll.
 //! - [`customer_keys`]: per-customer data keys wrapped by the master key, sealing and
 //!   opening personal data, master-key rotation (`docs/adr/0009-crypto-shredding.md`).
 //! - [`activity`]: events and commands recorded per time bucket, the log's head.
@@ -27,6 +29,7 @@
 pub mod activity;
 pub mod append;
 pub mod customer_keys;
+pub mod doorbell;
 pub mod hash_chain;
 pub mod log;
 pub mod outbox;

@@ -10,7 +10,7 @@
 //! | `KEEL_TOPIC_PARTITIONS` | `8` | partitions of topics the relay creates when missing |
 //! | `KEEL_TOPIC_REPLICATION_FACTOR` | `1` | brokers each partition of those topics is kept on (3 in `deploy/`) |
 //! | `KEEL_RELAY_BATCH_SIZE` | `1000` | outbox rows read, published and deleted per round |
-//! | `KEEL_RELAY_POLL_MS` | `20` | pause between polls when the outbox is empty |
+//! | `KEEL_RELAY_POLL_MS` | `1000` | longest pause between polls of an empty outbox; a ring of the doorbell (`event_store::doorbell`, rung by the command API after each commit) ends it at once |
 //! | `KEEL_RELAY_LINGER_MS` | `5` | producer `linger.ms` |
 //! | `KEEL_RELAY_BATCH_BYTES` | `1000000` | producer `batch.size` |
 //! | `KEEL_RELAY_MESSAGE_TIMEOUT_MS` | `30000` | producer `message.timeout.ms` |
@@ -39,7 +39,7 @@ pub struct RelayConfig {
     pub topic_replication_factor: i32,
     /// Outbox rows read, published and deleted per round.
     pub batch_size: i64,
-    /// Pause between polls when the outbox is empty.
+    /// Longest pause between polls of an empty outbox (a ring of the doorbell ends it).
     pub poll_interval: Duration,
     /// librdkafka `linger.ms`: how long the producer waits to fill a batch.
     pub linger_ms: u32,
@@ -90,7 +90,7 @@ impl RelayConfig {
             topic_partitions: 8,
             topic_replication_factor: 1,
             batch_size: 1_000,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(1_000),
             linger_ms: 5,
             producer_batch_bytes: 1_000_000,
             message_timeout: Duration::from_secs(30),
@@ -186,6 +186,7 @@ mod tests {
         assert_eq!(defaults.topic_partitions, 8);
         assert_eq!(defaults.topic_replication_factor, 1);
         assert_eq!(defaults.batch_size, 1_000);
+        assert_eq!(defaults.poll_interval, Duration::from_millis(1_000));
         assert_eq!(defaults.database.get_database(), Some("keel"));
         assert_eq!(defaults.instance_id, None);
 

@@ -4,13 +4,15 @@
 //!
 //! The queue itself (its SQL and shard count) belongs to `event_store::outbox`; this crate
 //! owns what a relay adds: shard leases between relay instances (`outbox_relays`), Avro
-//! encoding through the registry, and the Kafka producer.
+//! encoding through the registry, the Kafka producer, and waiting on an empty outbox until
+//! a writer rings the doorbell (`event_store::doorbell`) or the poll interval passes.
 
 mod config;
 mod encode;
 mod error;
 mod leases;
 mod relay;
+mod wakeups;
 
 pub use config::RelayConfig;
 pub use encode::{SchemaIds, WireRecord, encode_for_wire, register_schemas};

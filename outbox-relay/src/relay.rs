@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 use uuid::Uuid;
 
+use crate::wakeups::Wakeups;
 use crate::{
     PendingEvent, RelayConfig, RelayError, SchemaIds, ShardLeases, backlog, delete_published,
     encode_for_wire, fetch_batch, register_schemas, relay_id_for,
@@ -97,6 +98,7 @@ impl OutboxRelay {
         let mut connection = PgConnection::connect_with(&self.config.database).await?;
         let mut leases = ShardLeases::new(self.relay_id);
         let mut producer = self.producer()?;
+        let mut wakeups = Wakeups::new(&self.config.database);
         let mut last_rebalance: Option<Instant> = None;
         let mut last_report: Option<Instant> = None;
         let mut failures = 0_u32;
@@ -120,9 +122,10 @@ impl OutboxRelay {
                 sleep_or_cancel(self.config.poll_interval, cancel).await;
                 continue;
             }
+            wakeups.forget_earlier();
             let batch = fetch_batch(&mut connection, &shards, self.config.batch_size).await?;
             if batch.is_empty() {
-                sleep_or_cancel(self.config.poll_interval, cancel).await;
+                wakeups.wait(self.config.poll_interval, cancel).await;
                 continue;
             }
             let span =

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_store::append::{AppendOutcome, StreamAppend, append_batch};
+use event_store::doorbell::Doorbell;
 use sqlx::PgPool;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -77,9 +78,9 @@ const QUEUE: usize = 4096;
 impl GroupCommit {
     /// Starts the committer on the current Tokio runtime; it stops when every handle is
     /// dropped and the queue is drained.
-    pub fn start(pool: PgPool, settings: GroupCommitSettings) -> Self {
+    pub fn start(pool: PgPool, settings: GroupCommitSettings, doorbell: Doorbell) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(gather(pool, settings, pending));
+        tokio::spawn(gather(pool, settings, doorbell, pending));
         Self { queue }
     }
 
@@ -99,7 +100,12 @@ impl GroupCommit {
     }
 }
 
-async fn gather(pool: PgPool, settings: GroupCommitSettings, mut pending: mpsc::Receiver<Pending>) {
+async fn gather(
+    pool: PgPool,
+    settings: GroupCommitSettings,
+    doorbell: Doorbell,
+    mut pending: mpsc::Receiver<Pending>,
+) {
     let max_batch = settings.max_batch.max(1);
     let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
     loop {
@@ -124,11 +130,16 @@ async fn gather(pool: PgPool, settings: GroupCommitSettings, mut pending: mpsc::
                 }
             }
         }
-        tokio::spawn(commit(pool.clone(), batch, permit));
+        tokio::spawn(commit(pool.clone(), doorbell.clone(), batch, permit));
     }
 }
 
-async fn commit(pool: PgPool, mut batch: Vec<Pending>, _permit: OwnedSemaphorePermit) {
+async fn commit(
+    pool: PgPool,
+    doorbell: Doorbell,
+    mut batch: Vec<Pending>,
+    _permit: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     // Batches in flight at once take their streams' row locks in one order, so that two of
     // them writing the same streams wait for each other instead of deadlocking (PostgreSQL
@@ -147,6 +158,9 @@ async fn commit(pool: PgPool, mut batch: Vec<Pending>, _permit: OwnedSemaphorePe
         .record(started.elapsed().as_secs_f64());
     match result {
         Ok(outcomes) => {
+            if outcomes.iter().any(Result::is_ok) {
+                doorbell.ring();
+            }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A caller that gave up (its request timed out) no longer listens.
                 let _ = reply.send(Ok(outcome));

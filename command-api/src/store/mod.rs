@@ -32,6 +32,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore};
 use event_store::append::{AppendRejected, NewEvent, StreamAppend};
+use event_store::doorbell::Doorbell;
 use postgres_es::PostgresEventRepository;
 use schemas::metadata_keys;
 use sqlx::{PgPool, Row};
@@ -218,6 +219,8 @@ pub struct Writer {
     pub pool: PgPool,
     /// The batches appends are committed in.
     pub group_commit: GroupCommit,
+    /// Rung after every commit that queued events (the group commit rings its own).
+    pub doorbell: Doorbell,
     /// The test seam, if a test installed one.
     pub append_hook: Option<Arc<dyn AppendHook>>,
     /// States kept per aggregate type for the next command ([`Recent`]); `None`: no cache
@@ -231,6 +234,7 @@ pub struct AggregateStore<A: Aggregate> {
     services: A::Services,
     pool: PgPool,
     group_commit: GroupCommit,
+    doorbell: Doorbell,
     snapshot_every: Option<usize>,
     append_hook: Option<Arc<dyn AppendHook>>,
     recent: Recent<A>,
@@ -264,6 +268,7 @@ where
             services,
             pool: writer.pool.clone(),
             group_commit: writer.group_commit.clone(),
+            doorbell: writer.doorbell.clone(),
             snapshot_every,
             append_hook: writer.append_hook.clone(),
             recent: Recent::new(writer.cache_entries),
@@ -595,7 +600,7 @@ where
         let through = after + to_u64(events.len());
         let aggregate_id = context.aggregate_id.clone();
         match self.store.commit(events, context, metadata).await {
-            Ok(_) => {}
+            Ok(_) => self.doorbell.ring(),
             Err(AggregateError::AggregateConflict) => {
                 return Err(CommandError::Conflict {
                     current_version: after,

@@ -8,6 +8,7 @@
 
 mod append;
 mod customer_keys;
+mod doorbell;
 mod hash_chain;
 mod horizon;
 mod log;

@@ -16,4 +16,5 @@ mod support;
 mod broker_outage;
 mod leases;
 mod ordering;
+mod wakeups;
 mod wire_contract;
