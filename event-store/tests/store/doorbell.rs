@@ -9,9 +9,7 @@ use sqlx::postgres::PgListener;
 use crate::support::TestStore;
 
 async fn listener(store: &TestStore) -> PgListener {
-    let mut listener = PgListener::connect_with(&store.db)
-        .await
-        .expect("listener");
+    let mut listener = PgListener::connect_with(&store.db).await.expect("listener");
     listener.listen(CHANNEL).await.expect("LISTEN");
     listener
 }
@@ -33,7 +31,9 @@ async fn a_ring_reaches_listeners_and_a_burst_folds_into_few() {
 
     doorbell.ring();
     assert_eq!(
-        next(&mut listener, Duration::from_secs(10)).await.as_deref(),
+        next(&mut listener, Duration::from_secs(10))
+            .await
+            .as_deref(),
         Some(CHANNEL)
     );
 
