@@ -1,9 +1,9 @@
-//! S6: projection rebuild from the event store. A scratch database gets the event store's
-//! and the read model's migrations and `--events` seeded events (`event_store::seed`'s
-//! generator: every row goes through the store's triggers); then the projection is rebuilt
-//! with the library `keel-replay rebuild` runs (shadow tables, swap), once per `--fold`,
-//! and timed. The check: every stored event of the projection's sources is applied once,
-//! and the swapped-in tables hold one row per seeded SKU.
+//! S6 and T4: projection rebuild from the event store. A scratch database gets the event
+//! store's and the read model's migrations and `--events` seeded events (`event_store::seed`'s
+//! generator: every row goes through the store's triggers); then each `--projection` is
+//! rebuilt with the library `keel-replay rebuild` runs (shadow tables, swap), once per
+//! `--fold`, and timed. The check: every stored event of the projection's sources is applied
+//! once, and the swapped-in table holds one row per seeded aggregate (SKU, order, payment).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,11 +33,30 @@ pub enum FoldMode {
     PerEvent,
 }
 
+/// Which events are seeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// `StockAdded` only, ten per SKU: every event is one `stock` reads.
+    Inventory,
+    /// Whole order flows (orders, lines, reservations, payments, refunds): every projection
+    /// has its share to rebuild.
+    Fulfilment,
+}
+
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct RebuildArgs {
-    /// Events to seed: inventory only (`StockAdded`, ten per SKU), all read by `stock`.
+    /// Events to seed.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
+    /// What the seeded events are.
+    #[arg(long, value_enum, default_value = "inventory")]
+    pub mix: Mix,
+    /// Projections to rebuild, one after the other (comma-separated: stock, orders,
+    /// payments).
+    #[arg(long, value_delimiter = ',', default_value = "stock")]
+    #[serde(serialize_with = "projection_names")]
+    pub projection: Vec<Projection>,
     /// Ways to rebuild, one after the other on the same store (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "set-based")]
     pub fold: Vec<FoldMode>,
@@ -58,8 +77,20 @@ pub struct RebuildArgs {
     pub smoke: bool,
 }
 
+fn projection_names<S: serde::Serializer>(
+    projections: &[Projection],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(projections.iter().map(|projection| projection.name()))
+}
+
 #[derive(Debug, Serialize)]
 struct RebuildRun {
+    projection: &'static str,
+    /// Stored events of the projection's sources.
+    events_stored: u64,
+    /// Aggregates the projection's main table has one row for.
+    expected_rows: i64,
     fold: FoldMode,
     events_read: u64,
     events_applied: u64,
@@ -71,14 +102,22 @@ struct RebuildRun {
 
 #[derive(Debug, Serialize)]
 struct RebuildResults {
-    projection: &'static str,
-    events_stored: u64,
+    /// Events seeded, of every aggregate type.
+    events_seeded: u64,
     seed_seconds: f64,
     seed_events_per_s: f64,
-    expected_rows: i64,
     runs: Vec<RebuildRun>,
     /// Every run applied every stored event once and swapped in one row per SKU.
     complete: bool,
+}
+
+/// The aggregate type a projection keeps one row per, and that row's table.
+fn main_table(projection: Projection) -> (&'static str, &'static str) {
+    match projection {
+        Projection::Stock => ("inventory", "stock_levels"),
+        Projection::Orders => ("order", "order_view"),
+        Projection::Payments => ("payment", "payments"),
+    }
 }
 
 pub async fn run(args: &RebuildArgs) -> anyhow::Result<bool> {
@@ -108,7 +147,11 @@ async fn run_on(
     let started_at = Utc::now();
     let seeding = Instant::now();
     let mut last_report = Instant::now();
-    let seeded = seed_events_with(&pool, events, SeedMix::InventoryOnly, |written| {
+    let mix = match args.mix {
+        Mix::Inventory => SeedMix::InventoryOnly,
+        Mix::Fulfilment => SeedMix::Fulfilment,
+    };
+    let seeded = seed_events_with(&pool, events, mix, |written| {
         if last_report.elapsed().as_secs() >= 10 {
             eprintln!("  seeded {written} of {events} events");
             last_report = Instant::now();
@@ -124,81 +167,84 @@ async fn run_on(
         .await
         .context("VACUUM ANALYZE events")?;
 
-    let projection = Projection::Stock;
     let store = EventStore::new(pool.clone());
-    let events_stored = store.count(projection).await?;
-    let expected_rows: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT aggregate_id) FROM events WHERE aggregate_type = 'inventory'",
-    )
-    .fetch_one(&pool)
-    .await?;
     let mut runs = Vec::new();
-    for &mode in &args.fold {
-        let options = RebuildOptions {
-            batch_size: args.batch_size.max(1),
-            workers: args.workers.clamp(1, 64),
-            keep_old: false,
-            restart: true,
-            fold: match mode {
-                FoldMode::SetBased => Fold::SetBased,
-                FoldMode::PerEvent => Fold::PerEvent,
-            },
-        };
-        let (progress, _updates) = watch::channel(RebuildProgress::default());
-        let begun = Instant::now();
-        let report = replay::rebuild_from_store(
-            projection,
-            &pool,
-            &store,
-            &options,
-            &CancellationToken::new(),
-            &progress,
+    for &projection in &args.projection {
+        let events_stored = store.count(projection).await?;
+        let (source, table) = main_table(projection);
+        let expected_rows: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT aggregate_id) FROM events WHERE aggregate_type = $1",
         )
-        .await
-        .with_context(|| format!("rebuilding {projection}"))?;
-        let seconds = begun.elapsed().as_secs_f64();
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read_model.stock_levels")
-            .fetch_one(&pool)
-            .await?;
-        eprintln!(
-            "  rebuild {projection} ({mode:?}): {} events in {seconds:.1} s = {:.0} events/s",
-            report.events_read,
-            report.events_read as f64 / seconds
-        );
-        runs.push(RebuildRun {
-            fold: mode,
-            events_read: report.events_read,
-            events_applied: report.events_applied,
-            seconds,
-            events_per_s: report.events_read as f64 / seconds,
-            rows,
-            swapped: report.swapped,
-        });
+        .bind(source)
+        .fetch_one(&pool)
+        .await?;
+        for &mode in &args.fold {
+            let options = RebuildOptions {
+                batch_size: args.batch_size.max(1),
+                workers: args.workers.clamp(1, 64),
+                keep_old: false,
+                restart: true,
+                fold: match mode {
+                    FoldMode::SetBased => Fold::SetBased,
+                    FoldMode::PerEvent => Fold::PerEvent,
+                },
+            };
+            let (progress, _updates) = watch::channel(RebuildProgress::default());
+            let begun = Instant::now();
+            let report = replay::rebuild_from_store(
+                projection,
+                &pool,
+                &store,
+                &options,
+                &CancellationToken::new(),
+                &progress,
+            )
+            .await
+            .with_context(|| format!("rebuilding {projection}"))?;
+            let seconds = begun.elapsed().as_secs_f64();
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM read_model.{table}"))
+                .fetch_one(&pool)
+                .await?;
+            eprintln!(
+                "  rebuild {projection} ({mode:?}): {} events in {seconds:.1} s = {:.0} events/s",
+                report.events_read,
+                report.events_read as f64 / seconds
+            );
+            runs.push(RebuildRun {
+                projection: projection.name(),
+                events_stored,
+                expected_rows,
+                fold: mode,
+                events_read: report.events_read,
+                events_applied: report.events_applied,
+                seconds,
+                events_per_s: report.events_read as f64 / seconds,
+                rows,
+                swapped: report.swapped,
+            });
+        }
     }
     pool.close().await;
 
-    let complete = runs
-        .iter()
-        .all(|run| run.swapped && run.events_applied == events_stored && run.rows == expected_rows);
+    let complete = runs.iter().all(|run| {
+        run.swapped && run.events_applied == run.events_stored && run.rows == run.expected_rows
+    });
     let results = RebuildResults {
-        projection: projection.name(),
-        events_stored,
+        events_seeded: seeded,
         seed_seconds,
         seed_events_per_s: seeded as f64 / seed_seconds,
-        expected_rows,
         runs,
         complete,
     };
     let summary = format!(
-        "rebuild {}: {} events stored | {}{}",
-        results.projection,
-        results.events_stored,
+        "rebuild: {} events seeded | {}{}",
+        results.events_seeded,
         results
             .runs
             .iter()
             .map(|run| format!(
-                "{:?}: {:.0} events/s ({} events in {:.1} s)",
-                run.fold, run.events_per_s, run.events_read, run.seconds
+                "{} {:?}: {:.0} events/s ({} events in {:.1} s)",
+                run.projection, run.fold, run.events_per_s, run.events_read, run.seconds
             ))
             .collect::<Vec<_>>()
             .join("; "),

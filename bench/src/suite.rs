@@ -52,7 +52,7 @@ pub struct SuiteArgs {
     /// S6 before/after: events seeded for the per-event rebuild (slow: ~5k events/s).
     #[arg(long, default_value_t = 200_000)]
     pub rebuild_per_event_events: u64,
-    /// Scenarios to run (default: all): pgbench, s1, s2, s4, s5, s6, s7.
+    /// Scenarios to run (default: all): pgbench, s1, s2, s4, s5, s6, t4, s7.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -248,6 +248,34 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
                     ("events_per_s", "/results/runs/0/events_per_s"),
                     ("events", "/results/runs/0/events_read"),
                     ("seconds", "/results/runs/0/seconds"),
+                ],
+            )
+            .await?;
+    }
+    if wants("t4") {
+        let events = suite.args.rebuild_events.to_string();
+        suite
+            .repeat(
+                "T4 rebuild",
+                &format!("every projection, set-based, fulfilment mix, {events} events"),
+                &[
+                    "rebuild",
+                    "--events",
+                    &events,
+                    "--mix",
+                    "fulfilment",
+                    "--projection",
+                    "orders,stock,payments",
+                    "--fold",
+                    "set-based",
+                ],
+                &[
+                    ("orders_events_per_s", "/results/runs/0/events_per_s"),
+                    ("orders_events", "/results/runs/0/events_read"),
+                    ("stock_events_per_s", "/results/runs/1/events_per_s"),
+                    ("stock_events", "/results/runs/1/events_read"),
+                    ("payments_events_per_s", "/results/runs/2/events_per_s"),
+                    ("payments_events", "/results/runs/2/events_read"),
                 ],
             )
             .await?;
@@ -685,6 +713,24 @@ fn targets(
             measured: rate.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
             met: rate.map(|r| r >= 50_000.0),
         });
+    }
+    if let Some(record) = find(results, "T4 rebuild", "every projection") {
+        for projection in ["orders", "stock", "payments"] {
+            let rate = record
+                .medians
+                .get(&format!("{projection}_events_per_s"))
+                .copied();
+            targets.push(Target {
+                name: match projection {
+                    "orders" => "T4 rebuild orders",
+                    "stock" => "T4 rebuild stock",
+                    _ => "T4 rebuild payments",
+                },
+                target: ">= 100,000 events/s".to_owned(),
+                measured: rate.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
+                met: rate.map(|r| r >= 100_000.0),
+            });
+        }
     }
     if let Some(record) = find(results, "S7 load", "") {
         for mode in ["full", "snap"] {

@@ -95,17 +95,59 @@ fn pgbench_baseline_appends_events() {
 fn s6_rebuild_applies_every_event_once() {
     let report = smoke(&["rebuild", "--fold", "set-based,per-event"]);
     assert_eq!(report["passed"], true, "{report:#}");
-    let stored = number(&report, "/results/events_stored");
-    assert_eq!(stored, 2_000.0);
-    for run in report["results"]["runs"].as_array().expect("runs") {
-        assert_eq!(run["events_applied"].as_f64(), Some(stored), "{run:#}");
-        assert_eq!(
-            run["rows"].as_f64(),
-            report
-                .pointer("/results/expected_rows")
-                .and_then(Value::as_f64)
-        );
+    assert_eq!(number(&report, "/results/events_seeded"), 2_000.0);
+    let runs = report["results"]["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report:#}");
+    for run in runs {
+        assert_eq!(run["projection"], "stock", "{run:#}");
+        assert_eq!(run["events_stored"].as_f64(), Some(2_000.0), "{run:#}");
+        assert_run_complete(run);
     }
+}
+
+/// T4's shape: whole order flows, and every projection rebuilt from them, each both ways.
+#[test]
+fn t4_rebuilds_every_projection_from_order_flows() {
+    let report = smoke(&[
+        "rebuild",
+        "--mix",
+        "fulfilment",
+        "--projection",
+        "orders,stock,payments",
+        "--fold",
+        "set-based,per-event",
+    ]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let runs = report["results"]["runs"].as_array().expect("runs");
+    let projections: Vec<&str> = runs
+        .iter()
+        .map(|run| run["projection"].as_str().expect("projection"))
+        .collect();
+    assert_eq!(
+        projections,
+        ["orders", "orders", "stock", "stock", "payments", "payments"]
+    );
+    for run in runs {
+        assert!(run["events_stored"].as_f64() > Some(0.0), "{run:#}");
+        assert!(run["expected_rows"].as_f64() > Some(0.0), "{run:#}");
+        assert_run_complete(run);
+    }
+    // Orders read every topic, so every seeded event; stock and payments their own share.
+    let seeded = number(&report, "/results/events_seeded");
+    assert_eq!(runs[0]["events_stored"].as_f64(), Some(seeded));
+    let (stock, payments) = (
+        runs[2]["events_stored"].as_f64().expect("stock events"),
+        runs[4]["events_stored"].as_f64().expect("payment events"),
+    );
+    assert!(stock + payments < seeded, "{report:#}");
+}
+
+/// A run applied every stored event of its projection once and swapped in one row per
+/// aggregate.
+fn assert_run_complete(run: &Value) {
+    assert_eq!(run["swapped"], true, "{run:#}");
+    assert_eq!(run["events_applied"], run["events_stored"], "{run:#}");
+    assert_eq!(run["rows"], run["expected_rows"], "{run:#}");
 }
 
 #[test]

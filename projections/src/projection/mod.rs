@@ -21,6 +21,9 @@ use sqlx::PgConnection;
 
 use crate::event::ProjectedEvent;
 
+/// What the rebuild's set-based fold of `orders` shares with the live apply.
+pub(crate) use orders::{Personal, open_details};
+
 /// A read model built from the event topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Projection {

@@ -53,7 +53,7 @@ async fn erase_customer(
 }
 
 /// What the order view shows of the customer's personal data.
-enum Personal {
+pub(crate) enum Personal {
     None,
     Present(CustomerDetails),
     Erased,
@@ -61,7 +61,7 @@ enum Personal {
 }
 
 impl Personal {
-    fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Present(_) => "present",
@@ -74,7 +74,7 @@ impl Personal {
 /// Opens sealed details inside the batch's transaction (the key row is read `FOR SHARE`,
 /// so a concurrent forget commits only after this transaction, and its event then erases
 /// what this one wrote).
-async fn open_details(
+pub(crate) async fn open_details(
     connection: &mut PgConnection,
     customer_id: Uuid,
     sealed: Option<&SealedPersonalData>,

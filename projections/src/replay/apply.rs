@@ -36,18 +36,38 @@ impl std::ops::AddAssign for SliceStats {
 /// from the store first, by aggregate and sequence: nothing is ever applied across a gap
 /// and nothing is skipped.
 ///
-/// Projections with a set-based fold ([`set_based`]) fold the whole slice in memory and
-/// write each touched row once; the others go through the live projector's apply code,
-/// event by event.
+/// With [`Fold::SetBased`] the whole slice is folded in memory and each touched row written
+/// once (`set_based`); with [`Fold::PerEvent`] it goes through the live projector's apply
+/// code, event by event.
+///
+/// `known` holds checkpoints this run already knows; only the others are read. Returns,
+/// next to the counts, the checkpoint of every aggregate of the slice after it, for
+/// [`KnownCheckpoints::record`] once the transaction has committed.
 pub(super) async fn apply_events(
     connection: &mut PgConnection,
     projection: Projection,
     events: &[&StoredEvent],
     store: &EventStore,
     fold: Fold,
-) -> Result<SliceStats, ReplayError> {
+    known: &KnownCheckpoints,
+) -> Result<(SliceStats, HashMap<AggregateKey, i64>), ReplayError> {
     let keys: BTreeSet<AggregateKey> = events.iter().map(|e| e.event.aggregate()).collect();
-    let mut checkpoints = load_checkpoints(connection, &keys).await?;
+    let mut checkpoints: HashMap<AggregateKey, i64> = HashMap::with_capacity(keys.len());
+    let mut unknown = BTreeSet::new();
+    for key in keys {
+        match known.get(&key) {
+            Some(sequence) => {
+                checkpoints.insert(key, sequence);
+            }
+            None => {
+                unknown.insert(key);
+            }
+        }
+    }
+    checkpoints.extend(load_checkpoints(connection, &unknown).await?);
+    for key in unknown {
+        checkpoints.entry(key).or_insert(0);
+    }
     let mut advanced: HashMap<AggregateKey, i64> = HashMap::new();
     let mut stats = SliceStats::default();
     // Gap fillers read from the store, owned here; `plan` lists what to apply, in order.
@@ -86,8 +106,8 @@ pub(super) async fn apply_events(
             Planned::Filler(set, at) => &fillers[set][at],
         })
         .collect();
-    if fold == Fold::SetBased && set_based::supports(projection) {
-        set_based::apply(connection, projection, &ordered).await?;
+    if fold == Fold::SetBased {
+        set_based::apply(connection, projection, &ordered, store.keyring()).await?;
     } else {
         for stored in &ordered {
             apply_one(connection, projection, stored, store.keyring()).await?;
@@ -95,14 +115,60 @@ pub(super) async fn apply_events(
     }
     stats.applied += ordered.len() as u64;
     store_checkpoints(connection, &advanced).await?;
-    Ok(stats)
+    Ok((stats, checkpoints))
+}
+
+/// The shadow checkpoints one run knows, as its committed transactions left them, so that
+/// a slice reads only the checkpoints of aggregates the run has not met yet. Only the
+/// rebuild holding the projection's rebuild lock writes the shadow, so what this run
+/// committed stays true; what an earlier run committed is known only once read.
+#[derive(Debug, Default)]
+pub(super) struct KnownCheckpoints {
+    sequences: HashMap<AggregateKey, i64>,
+    /// `sequences` holds every checkpoint the shadow has: an aggregate it lacks has none.
+    complete: bool,
+}
+
+impl KnownCheckpoints {
+    /// Aggregates known at most (some 150 bytes each); beyond, the map starts over and
+    /// misses are read.
+    const LIMIT: usize = 1 << 20;
+
+    /// For a shadow this run created: it holds no checkpoint but those this run commits.
+    pub(super) fn of_new_shadow() -> Self {
+        Self {
+            sequences: HashMap::new(),
+            complete: true,
+        }
+    }
+
+    /// For a shadow an earlier run may have filled (a resumed rebuild): checkpoints are
+    /// read from it before they are known.
+    pub(super) fn of_existing_shadow() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, key: &AggregateKey) -> Option<i64> {
+        match self.sequences.get(key) {
+            Some(sequence) => Some(*sequence),
+            None => self.complete.then_some(0),
+        }
+    }
+
+    /// Takes in the checkpoints a slice returned, once its transaction has committed.
+    pub(super) fn record(&mut self, checkpoints: HashMap<AggregateKey, i64>) {
+        if self.sequences.len() + checkpoints.len() > Self::LIMIT {
+            self.sequences.clear();
+            self.complete = false;
+        }
+        self.sequences.extend(checkpoints);
+    }
 }
 
 /// How a slice is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fold {
-    /// In memory, each touched row written once, where the projection has a set-based
-    /// fold; event by event otherwise.
+    /// In memory, each touched row written once (the default).
     #[default]
     SetBased,
     /// Event by event with the live apply code, always (to compare against).
@@ -116,7 +182,9 @@ enum Planned {
     Filler(usize, usize),
 }
 
-async fn apply_one(
+/// Applies one event with the live projector's apply code; an event it cannot take is
+/// [`ReplayError::Refused`].
+pub(super) async fn apply_one(
     connection: &mut PgConnection,
     projection: Projection,
     stored: &StoredEvent,
@@ -141,6 +209,9 @@ async fn load_checkpoints(
     connection: &mut PgConnection,
     keys: &BTreeSet<AggregateKey>,
 ) -> Result<HashMap<AggregateKey, i64>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
     let (types, ids): (Vec<&str>, Vec<&str>) = keys
         .iter()
         .map(|k| (k.aggregate_type.as_str(), k.aggregate_id.as_str()))

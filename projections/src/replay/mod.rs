@@ -12,13 +12,16 @@
 //!    `workers` connections; each applies its share in one transaction with the live
 //!    projector's rule ([`apply`]; the transaction's `search_path` points the unqualified
 //!    table names at the shadow), advancing the shadow checkpoints in the same
-//!    transaction. A projection with a set-based fold (`stock`) folds the share in memory
-//!    and writes each touched row once with a multi-row upsert; the others run the live
-//!    apply code event by event. Once every share has committed, the progress row moves to the
+//!    transaction. By default the share is folded in memory and each touched row written
+//!    once with multi-row statements (`set_based`); with [`Fold::PerEvent`] the live apply
+//!    code runs event by event. Once every share has committed, the progress row moves to the
 //!    batch's last position. A stop (Ctrl-C, [`CancellationToken`]) lands between batches;
 //!    running again resumes after the recorded position. Should a crash fall between a
 //!    share's commit and the progress row, the batch is read again and the shadow
-//!    checkpoints skip what it already holds.
+//!    checkpoints skip what it already holds. A run keeps in memory the checkpoints it has
+//!    committed (only the rebuild holding the lock writes the shadow), so it reads only
+//!    those of aggregates it has not met yet: none when it created the shadow itself, each
+//!    one once when it resumes an earlier run's.
 //! 3. **Catch-up and swap.** When a read comes back shorter than a batch, the store's head
 //!    is near: the secondary indexes are built and the shadow analyzed, then one
 //!    transaction takes the projection's advisory lock exclusively — the lock every live
@@ -58,6 +61,7 @@ pub mod shadow;
 pub mod source;
 pub mod status;
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -72,11 +76,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use self::apply::Fold;
-use self::apply::{SliceStats, apply_events};
+use self::apply::{KnownCheckpoints, SliceStats, apply_events};
 use self::shadow::{StoredProgress, shadow_schema};
 use self::source::{EventStore, LogPosition, SourceError, StoredEvent};
 use crate::Projection;
 use crate::db;
+use crate::event::AggregateKey;
 
 /// Source name recorded in a shadow built from the event store.
 const STORE_SOURCE: &str = "store";
@@ -160,7 +165,7 @@ pub struct RebuildOptions {
     pub keep_old: bool,
     /// Throw away an unfinished rebuild's shadow and start from the beginning.
     pub restart: bool,
-    /// Set-based where the projection allows it (the default), or event by event.
+    /// Set-based (the default), or event by event with the live apply code.
     pub fold: Fold,
 }
 
@@ -284,9 +289,12 @@ async fn rebuild(
         shadow::drop(read_model, projection).await?;
     }
     let resumed = shadow::exists(read_model, projection).await?;
-    if !resumed {
+    let mut known = if resumed {
+        KnownCheckpoints::of_existing_shadow()
+    } else {
         shadow::create(read_model, projection, STORE_SOURCE).await?;
-    }
+        KnownCheckpoints::of_new_shadow()
+    };
     let (mut committed, source) = shadow::progress(read_model, projection).await?;
     if source != STORE_SOURCE {
         return Err(ReplayError::OtherSource {
@@ -345,7 +353,8 @@ async fn rebuild(
         let batch = batch?;
         let last_batch = batch.len() < batch_size;
         if let Some(last) = batch.last() {
-            let stats = apply_batch(read_model, projection, store, &batch, options).await?;
+            let stats =
+                apply_batch(read_model, projection, store, &batch, options, &mut known).await?;
             committed.position = last.position;
             committed.events_read += batch.len() as u64;
             committed.events_applied += stats.applied;
@@ -370,9 +379,9 @@ async fn rebuild(
         projection,
         read_model,
         store,
-        batch_size,
-        options.fold,
+        options,
         &mut committed,
+        &mut known,
         keep_old_suffix.as_deref(),
     )
     .await?;
@@ -422,13 +431,15 @@ fn spawn_reader(
 }
 
 /// Applies a batch with `workers` connections, each aggregate on one of them, each share in
-/// one transaction; returns once every share has committed.
+/// one transaction; returns once every share has committed (and `known` has taken in the
+/// checkpoints they committed).
 async fn apply_batch(
     pool: &PgPool,
     projection: Projection,
     store: &EventStore,
     batch: &[StoredEvent],
     options: &RebuildOptions,
+    known: &mut KnownCheckpoints,
 ) -> Result<SliceStats, ReplayError> {
     let workers = options.workers.clamp(1, 64);
     let mut shares: Vec<Vec<&StoredEvent>> = vec![Vec::new(); workers];
@@ -439,16 +450,18 @@ async fn apply_batch(
         let worker = usize::try_from(hasher.finish() % workers as u64).unwrap_or_default();
         shares[worker].push(event);
     }
+    let shared: &KnownCheckpoints = known;
     let applied = futures::future::try_join_all(
         shares
             .iter()
             .filter(|share| !share.is_empty())
-            .map(|share| apply_share(pool, projection, store, share, options.fold)),
+            .map(|share| apply_share(pool, projection, store, share, options.fold, shared)),
     )
     .await?;
     let mut total = SliceStats::default();
-    for stats in applied {
+    for (stats, checkpoints) in applied {
         total += stats;
+        known.record(checkpoints);
     }
     Ok(total)
 }
@@ -459,12 +472,13 @@ async fn apply_share(
     store: &EventStore,
     share: &[&StoredEvent],
     fold: Fold,
-) -> Result<SliceStats, ReplayError> {
+    known: &KnownCheckpoints,
+) -> Result<(SliceStats, HashMap<AggregateKey, i64>), ReplayError> {
     let mut tx = pool.begin().await?;
     enter_shadow(&mut tx, projection, false).await?;
-    let stats = apply_events(&mut tx, projection, share, store, fold).await?;
+    let applied = apply_events(&mut tx, projection, share, store, fold, known).await?;
     tx.commit().await?;
-    Ok(stats)
+    Ok(applied)
 }
 
 /// Points the transaction's unqualified names at the shadow. Replay transactions may
@@ -490,11 +504,12 @@ async fn catch_up_and_swap(
     projection: Projection,
     read_model: &PgPool,
     store: &EventStore,
-    batch_size: usize,
-    fold: Fold,
+    options: &RebuildOptions,
     committed: &mut StoredProgress,
+    known: &mut KnownCheckpoints,
     keep_old_suffix: Option<&str>,
 ) -> Result<shadow::Swapped, ReplayError> {
+    let (batch_size, fold) = (options.batch_size.max(1), options.fold);
     let mut tx = read_model.begin().await?;
     db::lock_projection_exclusive(&mut tx, projection).await?;
     enter_shadow(&mut tx, projection, true).await?;
@@ -505,7 +520,10 @@ async fn catch_up_and_swap(
             .await?;
         let Some(last) = batch.last() else { break };
         let events: Vec<&StoredEvent> = batch.iter().collect();
-        let stats = apply_events(&mut tx, projection, &events, store, fold).await?;
+        // Recorded before the commit: should the swap fail, this run ends with it.
+        let (stats, checkpoints) =
+            apply_events(&mut tx, projection, &events, store, fold, known).await?;
+        known.record(checkpoints);
         committed.position = last.position;
         committed.events_read += batch.len() as u64;
         committed.events_applied += stats.applied;
@@ -519,7 +537,7 @@ async fn catch_up_and_swap(
         );
     }
     for (aggregate_type, aggregate_id, shadow_sequence, live_sequence) in behind {
-        let key = crate::event::AggregateKey {
+        let key = AggregateKey {
             aggregate_type,
             aggregate_id,
         };
@@ -527,7 +545,9 @@ async fn catch_up_and_swap(
             .read_stream(&key, shadow_sequence, live_sequence)
             .await?;
         let events: Vec<&StoredEvent> = events.iter().collect();
-        let stats = apply_events(&mut tx, projection, &events, store, fold).await?;
+        let (stats, checkpoints) =
+            apply_events(&mut tx, projection, &events, store, fold, known).await?;
+        known.record(checkpoints);
         committed.events_applied += stats.applied;
     }
     let swapped = shadow::swap(&mut tx, projection, keep_old_suffix).await?;

@@ -15,3 +15,4 @@ mod helpers;
 
 mod cli;
 mod rebuild;
+mod refusals;

@@ -1,14 +1,4 @@
-//! Set-based rebuild: a slice of events is folded in memory, row by row, and every touched
-//! row is written once with one multi-row statement, instead of one or two statements per
-//! event. It must end exactly where the live projector's apply code ends (the rebuild tests
-//! compare both, row for row), so each fold repeats that code's rules: which event may
-//! create a row, the table's CHECK constraints after every event, and the columns each
-//! event stamps.
-//!
-//! Only projections whose rows each depend on one source aggregate, and no other row, fold
-//! this way (`stock`: one row per SKU). `orders` (lines keyed by position, totals across
-//! tables, reservations and payments of other aggregates) and `payments` (refunds kept as
-//! JSON whose text PostgreSQL formats) go through the per-event path.
+//! `stock`: one `stock_levels` row per SKU, depending on that SKU's events only.
 
 use std::collections::HashMap;
 
@@ -16,30 +6,9 @@ use aggregates::inventory::InventoryEvent;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::ReplayError;
-use super::source::StoredEvent;
-use crate::Projection;
+use super::{Refusal, Unfolded};
 use crate::event::SourceEvent;
-
-/// Whether `projection` has a set-based fold.
-pub(super) fn supports(projection: Projection) -> bool {
-    matches!(projection, Projection::Stock)
-}
-
-/// Folds `events` (in apply order: each aggregate's events in sequence order, gaps already
-/// filled) into the tables the transaction's `search_path` resolves.
-pub(super) async fn apply(
-    connection: &mut PgConnection,
-    projection: Projection,
-    events: &[&StoredEvent],
-) -> Result<(), ReplayError> {
-    match projection {
-        Projection::Stock => apply_stock(connection, events).await,
-        Projection::Orders | Projection::Payments => {
-            unreachable!("{projection} has no set-based fold")
-        }
-    }
-}
+use crate::replay::source::StoredEvent;
 
 /// A `stock_levels` row (`available` is generated).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,17 +23,10 @@ struct StockRow {
 /// `sku` and the columns of [`StockRow`], as read.
 type StoredStockRow = (String, i64, i64, DateTime<Utc>, DateTime<Utc>, i64);
 
-/// Why the fold refused an event: its index in the slice and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Refusal {
-    index: usize,
-    reason: String,
-}
-
-async fn apply_stock(
+pub(super) async fn fold_and_write(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
-) -> Result<(), ReplayError> {
+) -> Result<(), Unfolded> {
     if events.is_empty() {
         return Ok(());
     }
@@ -95,16 +57,7 @@ async fn apply_stock(
             )
         },
     );
-    let rows = fold_stock(existing.collect(), events).map_err(|refusal| {
-        let stored = events[refusal.index];
-        ReplayError::Refused {
-            aggregate_type: stored.event.metadata.aggregate_type.clone(),
-            aggregate_id: stored.event.metadata.aggregate_id.clone(),
-            sequence: stored.event.sequence(),
-            position: stored.position,
-            error: refusal.reason,
-        }
-    })?;
+    let rows = fold_stock(existing.collect(), events)?;
 
     let mut skus = Vec::with_capacity(rows.len());
     let mut on_hand = Vec::with_capacity(rows.len());
@@ -232,35 +185,19 @@ fn fold_stock<'e>(
 mod tests {
     use std::collections::HashMap;
 
-    use chrono::TimeZone;
-    use schemas::EventMetadata;
     use uuid::Uuid;
 
     use super::*;
-    use crate::event::ProjectedEvent;
-    use crate::replay::source::LogPosition;
-
-    fn at(second: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
-    }
+    use crate::replay::set_based::testing::{at, stored_event};
 
     fn stored(sku: &str, sequence: u64, second: u32, event: InventoryEvent) -> StoredEvent {
-        let map = HashMap::from([
-            ("event_id".to_owned(), Uuid::new_v4().to_string()),
-            ("correlation_id".to_owned(), Uuid::new_v4().to_string()),
-            ("actor".to_owned(), "test".to_owned()),
-            ("occurred_at".to_owned(), at(second).to_rfc3339()),
-        ]);
-        StoredEvent {
-            position: LogPosition {
-                transaction_id: 1,
-                global_position: i64::try_from(sequence).unwrap(),
-            },
-            event: ProjectedEvent {
-                metadata: EventMetadata::from_map("inventory", sku, sequence, &map).unwrap(),
-                event: SourceEvent::Inventory(event),
-            },
-        }
+        stored_event(
+            "inventory",
+            sku,
+            sequence,
+            second,
+            SourceEvent::Inventory(event),
+        )
     }
 
     #[test]
