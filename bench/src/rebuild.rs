@@ -61,7 +61,7 @@ pub struct RebuildArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "set-based")]
     pub fold: Vec<FoldMode>,
     /// Events per read from the store.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
     /// Connections applying each batch.
     #[arg(long, default_value_t = 2)]

@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Source::Store)]
         from: Source,
         /// Events per read (and per set of transactions).
-        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: u32,
         /// Connections applying each batch in parallel.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]

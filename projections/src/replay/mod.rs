@@ -172,7 +172,7 @@ pub struct RebuildOptions {
 impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
-            batch_size: 5_000,
+            batch_size: 20_000,
             workers: 2,
             keep_old: false,
             restart: false,
