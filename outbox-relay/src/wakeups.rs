@@ -55,7 +55,10 @@ impl Wakeups {
             return;
         }
         let Some(listener) = self.listener.as_mut() else {
-            sleep_or_cancel(deadline, cancel).await;
+            // Not listening: poll at the deadline, or sooner if listening may be tried again
+            // by then (the next wait listens, and polls once more right after).
+            let listen_again = self.quiet_until.unwrap_or(deadline);
+            sleep_or_cancel(deadline.min(listen_again), cancel).await;
             return;
         };
         tokio::select! {
@@ -63,11 +66,12 @@ impl Wakeups {
                 // A ring, or a connection lost and opened again (rings may be lost):
                 // either way, poll now.
                 Ok(_) => {}
+                // Its connection failed for good (e.g. its backend was terminated): rings
+                // may have been lost, so poll now; listening is tried again after a pause.
                 Err(error) => {
-                    tracing::warn!(%error, "outbox wake-up listener failed; polling every {} ms until it is back", at_most.as_millis());
+                    tracing::warn!(%error, "outbox wake-up listener failed; polling until it listens again");
                     self.listener = None;
                     self.quiet_until = Some(Instant::now() + LISTEN_AGAIN_AFTER);
-                    sleep_or_cancel(deadline, cancel).await;
                 }
             },
             () = tokio::time::sleep_until(deadline) => {}

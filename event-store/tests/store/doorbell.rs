@@ -54,6 +54,41 @@ async fn a_ring_reaches_listeners_and_a_burst_folds_into_few() {
     store.finish().await;
 }
 
+/// Its connection is cut (a failover, an idle-connection reaper): a ring may be lost, and a
+/// later one connects again and arrives.
+#[tokio::test]
+async fn a_doorbell_whose_connection_was_cut_connects_again() {
+    let store = TestStore::new().await;
+    let mut listener = listener(&store).await;
+    let doorbell = Doorbell::start(&store.db.connect_options(), Duration::from_millis(10));
+    doorbell.ring();
+    assert!(next(&mut listener, Duration::from_secs(10)).await.is_some());
+
+    // The doorbell's `application_name` (`event-store/src/doorbell.rs`).
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'keel-outbox-doorbell'",
+    )
+    .fetch_all(&store.db)
+    .await
+    .expect("terminate the doorbell's backend");
+    assert_eq!(terminated, [true]);
+
+    // The first ring finds the connection gone (and waits a second before connecting).
+    let mut heard = false;
+    for _ in 0..10 {
+        doorbell.ring();
+        if next(&mut listener, Duration::from_secs(2)).await.is_some() {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "no ring arrived after the connection was cut");
+
+    drop(listener);
+    store.finish().await;
+}
+
 #[tokio::test]
 async fn a_silent_doorbell_sends_nothing() {
     let store = TestStore::new().await;

@@ -63,6 +63,39 @@ async fn an_idle_relay_publishes_at_once_when_the_command_api_rings() {
     app.finish().await;
 }
 
+/// The listener's backend is terminated (a failover, an idle-connection reaper): the relay
+/// listens again, and a ring after that still wakes it, though its poll interval is long.
+#[tokio::test]
+async fn a_relay_whose_listener_was_cut_listens_again() {
+    let stack = Stack::from_env();
+    let app = spawn_app_with(TestOptions::default()).await;
+    let prefix = test_prefix();
+    let mut config = relay_config(&app, &stack.kafka_brokers, &prefix);
+    config.poll_interval = Duration::from_secs(600);
+    let relay = RunningRelay::start(config).await;
+    let consumer = subscribe(&stack.kafka_brokers, &prefix);
+
+    wait_until_listening(&app.db).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(LISTENER)
+    .fetch_all(&app.db)
+    .await
+    .expect("terminate the listener");
+    assert_eq!(terminated, [true]);
+    // A new listener within the pause after a failure (5 s), then the ring wakes the relay.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_listening(&app.db).await;
+    app.create_order().await;
+    let messages = receive_until(&consumer, Duration::from_secs(30), |m| !m.is_empty()).await;
+    assert_eq!(messages[0].header("event_type"), "OrderCreated");
+
+    relay.stop().await;
+    app.finish().await;
+}
+
 /// With the doorbell off, nothing rings: the relay finds the event at its next poll.
 #[tokio::test]
 async fn an_event_nobody_rings_for_is_published_at_the_next_poll() {
