@@ -183,12 +183,17 @@ fn aggregate_uuid(stored: &StoredEvent) -> Result<uuid::Uuid, String> {
 pub(super) mod testing {
     use std::collections::HashMap;
 
+    use aggregates::{Currency, Money};
     use chrono::{DateTime, TimeZone, Utc};
     use schemas::EventMetadata;
     use uuid::Uuid;
 
     use crate::event::{ProjectedEvent, SourceEvent};
     use crate::replay::source::{LogPosition, StoredEvent};
+
+    pub(crate) fn eur(amount_minor: i64) -> Money {
+        Money::new(amount_minor, Currency::new("EUR").unwrap())
+    }
 
     pub(crate) fn at(second: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()

@@ -958,11 +958,7 @@ mod tests {
     use aggregates::{Currency, Money, Sku};
 
     use super::*;
-    use crate::replay::set_based::testing::{at, stored_event};
-
-    fn eur(amount_minor: i64) -> Money {
-        Money::new(amount_minor, Currency::new("EUR").unwrap())
-    }
+    use crate::replay::set_based::testing::{at, eur, stored_event};
 
     fn line(sku: &str, quantity: u32, unit_price: i64) -> OrderLine {
         OrderLine {

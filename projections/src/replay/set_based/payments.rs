@@ -353,11 +353,7 @@ mod tests {
     use aggregates::{Currency, Money};
 
     use super::*;
-    use crate::replay::set_based::testing::{at, stored_event};
-
-    fn eur(amount_minor: i64) -> Money {
-        Money::new(amount_minor, Currency::new("EUR").unwrap())
-    }
+    use crate::replay::set_based::testing::{at, eur, stored_event};
 
     fn stored(payment: Uuid, sequence: u64, second: u32, event: PaymentEvent) -> StoredEvent {
         stored_event(
