@@ -955,7 +955,7 @@ async fn write_payments(
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use aggregates::customer::SealedPersonalData;
-    use aggregates::{Currency, Money, Sku};
+    use aggregates::{Currency, Sku};
 
     use super::*;
     use crate::replay::set_based::testing::{at, eur, stored_event};

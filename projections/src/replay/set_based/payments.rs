@@ -350,7 +350,6 @@ async fn write(connection: &mut PgConnection, rows: &[PaymentRow]) -> Result<(),
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use aggregates::payment::DeclineReason;
-    use aggregates::{Currency, Money};
 
     use super::*;
     use crate::replay::set_based::testing::{at, eur, stored_event};
