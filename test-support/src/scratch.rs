@@ -125,17 +125,29 @@ impl ScratchDatabase {
     }
 
     /// Drops it, closing whatever is still connected; best effort, a failure is only
-    /// reported on stderr.
+    /// reported on stderr. A non-superuser cannot terminate an autovacuum worker, which
+    /// busy scratch databases often have (it fails the `FORCE`), so a failed drop is tried
+    /// again a few times, a second apart.
     pub async fn drop_database(&self) {
-        match PgConnection::connect_with(&self.admin).await {
-            Ok(mut connection) => {
-                let statement = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
-                if let Err(error) = connection.execute(statement.as_str()).await {
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            let outcome = match PgConnection::connect_with(&self.admin).await {
+                Ok(mut connection) => {
+                    let statement =
+                        format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
+                    let dropped = connection.execute(statement.as_str()).await.map(|_| ());
+                    connection.close().await.ok();
+                    dropped
+                }
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(error) if attempt == ATTEMPTS => {
                     eprintln!("scratch database {} not dropped: {error}", self.name);
                 }
-                connection.close().await.ok();
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
-            Err(error) => eprintln!("scratch database {} not dropped: {error}", self.name),
         }
     }
 }
