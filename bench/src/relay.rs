@@ -440,9 +440,7 @@ async fn drain(common: &Common, args: &RelayArgs, events: u64) -> anyhow::Result
     let committed = Instant::now();
     // A writer rings the relays' doorbell after its commit, as the command API does, or an
     // idle relay would find the rows only at its next poll (up to a second later).
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(event_store::doorbell::CHANNEL)
-        .execute(&database)
+    event_store::doorbell::ring_now(&database)
         .await
         .context("ringing the outbox doorbell")?;
     let insert_seconds = (committed - insert_started).as_secs_f64();

@@ -26,6 +26,19 @@ pub const CHANNEL: &str = "keel_outbox_appended";
 /// Pause before connecting again after the doorbell's connection failed.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
+/// Sends one ring at once on `executor`, for a writer that has no [`Doorbell`] (a script, a
+/// benchmark); call it after the commit that queued the events.
+///
+/// # Errors
+/// The database's, for the `NOTIFY`.
+pub async fn ring_now<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// Rings the outbox's doorbell; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct Doorbell {
@@ -88,10 +101,7 @@ async fn ring_on(rung: Arc<Notify>, options: PgConnectOptions, spacing: Duration
             }
         }
         if let Some(open) = connection.as_mut()
-            && let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *open)
-                .await
+            && let Err(error) = ring_now(&mut *open).await
         {
             tracing::warn!(%error, "outbox doorbell could not ring; relays find new events at their next poll");
             connection = None;
