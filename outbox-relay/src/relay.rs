@@ -321,7 +321,7 @@ fn backoff_after(failures: u32) -> Duration {
     (Duration::from_millis(100) * 2_u32.pow(exponent)).min(MAX_BACKOFF)
 }
 
-async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) {
+pub(crate) async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         () = cancel.cancelled() => {}

@@ -16,6 +16,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::relay::sleep_or_cancel;
+
 /// Pause before listening again after the listener failed.
 const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
@@ -57,8 +59,8 @@ impl Wakeups {
         let Some(listener) = self.listener.as_mut() else {
             // Not listening: poll at the deadline, or sooner if listening may be tried again
             // by then (the next wait listens, and polls once more right after).
-            let listen_again = self.quiet_until.unwrap_or(deadline);
-            sleep_or_cancel(deadline.min(listen_again), cancel).await;
+            let until = self.quiet_until.map_or(deadline, |at| at.min(deadline));
+            sleep_or_cancel(until.saturating_duration_since(Instant::now()), cancel).await;
             return;
         };
         tokio::select! {
@@ -108,11 +110,4 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
-}
-
-async fn sleep_or_cancel(deadline: Instant, cancel: &CancellationToken) {
-    tokio::select! {
-        () = tokio::time::sleep_until(deadline) => {}
-        () = cancel.cancelled() => {}
-    }
 }
