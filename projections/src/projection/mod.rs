@@ -23,6 +23,7 @@ use crate::event::ProjectedEvent;
 
 /// What the rebuild's set-based fold of `orders` shares with the live apply.
 pub(crate) use orders::{Personal, open_details};
+pub(crate) use stock::deltas as stock_deltas;
 
 /// A read model built from the event topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

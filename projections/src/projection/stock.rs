@@ -13,15 +13,7 @@ pub(super) async fn apply(
     let SourceEvent::Inventory(inventory_event) = &event.event else {
         return Ok(());
     };
-    let (on_hand, reserved) = match inventory_event {
-        InventoryEvent::StockAdded { quantity } => (i64::from(*quantity), 0),
-        InventoryEvent::StockAdjusted { delta, .. } => (*delta, 0),
-        InventoryEvent::StockReserved { quantity, .. } => (0, i64::from(*quantity)),
-        InventoryEvent::ReservationReleased { quantity, .. } => (0, -i64::from(*quantity)),
-        InventoryEvent::ReservationCommitted { quantity, .. } => {
-            (-i64::from(*quantity), -i64::from(*quantity))
-        }
-    };
+    let (on_hand, reserved) = deltas(inventory_event);
     let sku = &event.metadata.aggregate_id;
     let at = event.metadata.occurred_at;
     // Update first: an upsert would check the proposed new row against the CHECK
@@ -61,4 +53,18 @@ pub(super) async fn apply(
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// What an inventory event adds to a SKU's `on_hand` and `reserved` (the live apply and the
+/// rebuild's fold both use it).
+pub(crate) fn deltas(event: &InventoryEvent) -> (i64, i64) {
+    match event {
+        InventoryEvent::StockAdded { quantity } => (i64::from(*quantity), 0),
+        InventoryEvent::StockAdjusted { delta, .. } => (*delta, 0),
+        InventoryEvent::StockReserved { quantity, .. } => (0, i64::from(*quantity)),
+        InventoryEvent::ReservationReleased { quantity, .. } => (0, -i64::from(*quantity)),
+        InventoryEvent::ReservationCommitted { quantity, .. } => {
+            (-i64::from(*quantity), -i64::from(*quantity))
+        }
+    }
 }

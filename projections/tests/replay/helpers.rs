@@ -117,7 +117,14 @@ pub async fn write_varied_round(harness: &Harness, round: u32) {
                     "unit_price": {"amount_minor": 10, "currency": "EUR"}}}}),
             ];
             for (sequence, payload) in (5_i64..).zip(changes) {
-                append_directly(harness, order_id, sequence, payload).await;
+                append_directly(
+                    &harness.event_store,
+                    "order",
+                    &order_id.to_string(),
+                    sequence,
+                    payload,
+                )
+                .await;
             }
         }
     }
@@ -179,8 +186,15 @@ pub async fn write_varied_round(harness: &Harness, round: u32) {
     }
 }
 
-/// Appends an order event straight into the store (see [`write_varied_round`]).
-async fn append_directly(harness: &Harness, order_id: Uuid, sequence: i64, payload: Value) {
+/// Appends `payload` (an externally tagged event) straight into the store as event
+/// `sequence` of the aggregate, through the store's triggers (see [`write_varied_round`]).
+pub async fn append_directly(
+    pool: &PgPool,
+    aggregate_type: &str,
+    id: &str,
+    sequence: i64,
+    payload: Value,
+) {
     let event_type = payload
         .as_object()
         .and_then(|o| o.keys().next().cloned())
@@ -188,18 +202,19 @@ async fn append_directly(harness: &Harness, order_id: Uuid, sequence: i64, paylo
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                              event_version, payload, metadata) \
-         VALUES ('order', $1, $2, $3, '1', $4, \
+         VALUES ($1, $2, $3, $4, '1', $5::json, \
                  json_build_object('actor', 'replay-test', \
                                    'correlation_id', gen_random_uuid(), \
                                    'occurred_at', '2024-05-01T12:00:01.5Z'))",
     )
-    .bind(order_id.to_string())
+    .bind(aggregate_type)
+    .bind(id)
     .bind(sequence)
     .bind(&event_type)
-    .bind(&payload)
-    .execute(&harness.event_store)
+    .bind(payload.to_string())
+    .execute(pool)
     .await
-    .unwrap_or_else(|e| panic!("append {event_type} to order {order_id}: {e}"));
+    .unwrap_or_else(|e| panic!("append {event_type} to {aggregate_type} {id}: {e}"));
 }
 
 /// The event types of `projection`'s sources in the store.

@@ -11,31 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::ExtraDatabase;
-
-/// Appends `payload` (an externally tagged event) as event `sequence` of the aggregate.
-async fn append(pool: &PgPool, aggregate_type: &str, id: &str, sequence: i64, payload: Value) {
-    let event_type = payload
-        .as_object()
-        .and_then(|o| o.keys().next().cloned())
-        .expect("an externally tagged event");
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                             event_version, payload, metadata) \
-         VALUES ($1, $2, $3, $4, '1', $5::json, \
-                 json_build_object('actor', 'replay-test', \
-                                   'correlation_id', gen_random_uuid(), \
-                                   'occurred_at', '2024-05-01T12:00:00Z'))",
-    )
-    .bind(aggregate_type)
-    .bind(id)
-    .bind(sequence)
-    .bind(&event_type)
-    .bind(payload.to_string())
-    .execute(pool)
-    .await
-    .unwrap_or_else(|e| panic!("append {event_type} to {aggregate_type} {id}: {e}"));
-}
+use crate::helpers::{ExtraDatabase, append_directly};
 
 fn eur(amount_minor: i64) -> Value {
     json!({"amount_minor": amount_minor, "currency": "EUR"})
@@ -96,7 +72,7 @@ async fn assert_refused_alike(
         .await
         .expect("event-store migrations");
     for (aggregate_type, id, at, payload) in events {
-        append(&database.pool, aggregate_type, &id, at, payload).await;
+        append_directly(&database.pool, aggregate_type, &id, at, payload).await;
     }
     let folded = refused(&database.pool, projection, Fold::SetBased).await;
     let per_event = refused(&database.pool, projection, Fold::PerEvent).await;

@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 
 use super::{Refusal, Unfolded};
 use crate::event::SourceEvent;
+use crate::projection::stock_deltas;
 use crate::replay::source::StoredEvent;
 
 /// A `stock_levels` row (`available` is generated).
@@ -107,15 +108,7 @@ fn fold_stock<'e>(
         let SourceEvent::Inventory(event) = &stored.event.event else {
             continue;
         };
-        let (on_hand, reserved) = match event {
-            InventoryEvent::StockAdded { quantity } => (i64::from(*quantity), 0),
-            InventoryEvent::StockAdjusted { delta, .. } => (*delta, 0),
-            InventoryEvent::StockReserved { quantity, .. } => (0, i64::from(*quantity)),
-            InventoryEvent::ReservationReleased { quantity, .. } => (0, -i64::from(*quantity)),
-            InventoryEvent::ReservationCommitted { quantity, .. } => {
-                (-i64::from(*quantity), -i64::from(*quantity))
-            }
-        };
+        let (on_hand, reserved) = stock_deltas(event);
         let metadata = &stored.event.metadata;
         let sku = metadata.aggregate_id.as_str();
         let at = metadata.occurred_at;
