@@ -536,18 +536,13 @@ impl Projector {
     async fn fill_batch(&self, first: OwnedMessage) -> Vec<OwnedMessage> {
         let consumer = self.subscription.consumer();
         let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
-        let mut batch = vec![first];
-        let deadline = Instant::now() + self.settings.batch_linger;
-        while batch.len() < self.settings.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(error)) => {
-                    warn!(%error, "consumer error");
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        let mut batch = subscription::fill_batch(
+            &consumer,
+            first,
+            self.settings.batch_size,
+            self.settings.batch_linger,
+        )
+        .await;
         if consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
             let assignment = consumer.assignment().unwrap_or_default();
             let assigned: BTreeSet<(String, i32)> = assignment

@@ -22,6 +22,8 @@
 //! | `KEEL_SAGA_RETRY_MAX_MS` | `5000` | largest retry backoff ceiling |
 //! | `KEEL_SAGA_HTTP_TIMEOUT_MS` | `15000` | upper bound on one command request |
 //! | `KEEL_KAFKA_SESSION_TIMEOUT_MS` | `10000` | consumer group session timeout |
+//! | `KEEL_SAGA_BATCH_SIZE` | `500` | most events applied in one transaction |
+//! | `KEEL_SAGA_BATCH_LINGER_MS` | `5` | how long a started batch waits for more events (`0`: only those already received) |
 //! | `KEEL_KAFKA_FETCH_WAIT_MS` | `500` | `fetch.wait.max.ms`: how long the broker holds an empty fetch (it answers as soon as a message arrives, so this is the idle cost, not the flow's latency) |
 
 use std::time::Duration;
@@ -66,6 +68,10 @@ pub struct SagaConfig {
     pub step_timeout: Duration,
     /// Dispatcher and deadline sweep period.
     pub poll_interval: Duration,
+    /// Most events applied in one transaction.
+    pub batch_size: usize,
+    /// How long a started batch waits for more events.
+    pub batch_linger: Duration,
     /// Backoff ceiling of a command's first retry.
     pub retry_base: Duration,
     /// Largest backoff ceiling.
@@ -114,6 +120,8 @@ impl std::fmt::Debug for SagaConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("step_timeout", &self.step_timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("batch_size", &self.batch_size)
+            .field("batch_linger", &self.batch_linger)
             .field("retry_base", &self.retry_base)
             .field("retry_max", &self.retry_max)
             .field("http_timeout", &self.http_timeout)
@@ -144,6 +152,8 @@ impl SagaConfig {
             metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9102)),
             step_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
+            batch_size: 500,
+            batch_linger: Duration::from_millis(5),
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
             http_timeout: Duration::from_secs(15),
@@ -199,6 +209,12 @@ impl SagaConfig {
         if let Some(factor) = env.positive("KEEL_TOPIC_REPLICATION_FACTOR")? {
             config.topic_replication_factor = factor;
         }
+        if let Some(size) = env.positive("KEEL_SAGA_BATCH_SIZE")? {
+            config.batch_size = size;
+        }
+        if let Some(linger) = env.millis("KEEL_SAGA_BATCH_LINGER_MS")? {
+            config.batch_linger = linger;
+        }
         let millis = |var, target: &mut Duration| -> Result<(), ConfigError> {
             if let Some(value) = env.positive_millis(var)? {
                 *target = value;
@@ -250,6 +266,8 @@ mod tests {
         assert_eq!(defaults.start_from, StartFrom::Earliest);
         assert_eq!(defaults.instance_id, None);
         assert_eq!(defaults.fetch_wait, Duration::from_millis(500));
+        assert_eq!(defaults.batch_size, 500);
+        assert_eq!(defaults.batch_linger, Duration::from_millis(5));
 
         let custom = config(&[
             ("KEEL_COMMAND_API_URL", "http://api:9000"),
@@ -260,8 +278,12 @@ mod tests {
             ("KEEL_TOPIC_PREFIX", "dev."),
             ("KEEL_TOPIC_REPLICATION_FACTOR", "3"),
             ("KEEL_KAFKA_FETCH_WAIT_MS", "10"),
+            ("KEEL_SAGA_BATCH_SIZE", "64"),
+            ("KEEL_SAGA_BATCH_LINGER_MS", "0"),
         ])
         .unwrap();
+        assert_eq!(custom.batch_size, 64);
+        assert_eq!(custom.batch_linger, Duration::ZERO);
         assert_eq!(custom.fetch_wait, Duration::from_millis(10));
         assert_eq!(custom.command_api_url, "http://api:9000");
         assert_eq!(custom.group_id, "saga-2");
@@ -276,6 +298,10 @@ mod tests {
     fn invalid_values_name_the_variable_and_hide_secrets() {
         let err = config(&[("KEEL_SAGA_STEP_TIMEOUT_MS", "0")]).unwrap_err();
         assert_eq!(err.var, "KEEL_SAGA_STEP_TIMEOUT_MS");
+        let err = config(&[("KEEL_SAGA_BATCH_SIZE", "0")]).unwrap_err();
+        assert_eq!(err.var, "KEEL_SAGA_BATCH_SIZE");
+        let err = config(&[("KEEL_SAGA_BATCH_LINGER_MS", "soon")]).unwrap_err();
+        assert_eq!(err.var, "KEEL_SAGA_BATCH_LINGER_MS");
         let err = config(&[("KEEL_SAGA_START_FROM", "middle")]).unwrap_err();
         assert_eq!(err.var, "KEEL_SAGA_START_FROM");
         let err = config(&[("KEEL_DATABASE_URL", "mysql://root:hunter2@x")]).unwrap_err();

@@ -37,6 +37,10 @@
 //!   (`saga_checkpoints`, as the projectors do), in the transaction that applies the
 //!   transition; redeliveries are skipped. `saga_processed_events` guards the same by
 //!   event id and records why the saga did what it did.
+//! - Events come in batches, like the projector's (`KEEL_SAGA_BATCH_SIZE`,
+//!   `KEEL_SAGA_BATCH_LINGER_MS`): one transaction and three checkpoint statements per
+//!   batch, so an event the saga has no use for costs it nearly nothing ([`intake`]). A
+//!   batch that fails is applied again one event per transaction.
 //! - A transition and the commands it decides are written in one transaction
 //!   (`saga_commands`, a small outbox); the dispatcher sends them afterwards, in order per
 //!   saga, under the saga's row lock, until each is accepted or refused.
@@ -81,6 +85,7 @@
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod intake;
 pub mod machine;
 pub mod runner;
 pub mod store;

@@ -1,7 +1,7 @@
 //! The saga process: a Kafka consumer that turns events into transitions, and a dispatcher
 //! that sends the decided commands and sweeps deadlines. Both run in [`SagaRunner::run`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +24,10 @@ use uuid::Uuid;
 
 use crate::client::{CommandClient, Delivery};
 use crate::config::SagaConfig;
-use crate::decode::{DecodeError, DomainEvent, EventDecoder, Route, is_replay, route};
-use crate::machine::{Fulfilment, Input, SagaCommand, SagaStatus};
-use crate::store::{self, Checkpoint, Lock, SagaKey, StoreError};
+use crate::decode::{DecodeError, EventDecoder, is_replay};
+use crate::intake::{self, Received, log_transition};
+use crate::machine::{Input, SagaCommand, SagaStatus};
+use crate::store::{self, Lock, SagaKey, StoreError};
 use ops::clock::{Clock, SystemClock};
 use schemas::topics::{TopicError, ensure_aggregate_topics};
 
@@ -239,152 +240,103 @@ impl SagaRunner {
                     }
                 }
             };
-            loop {
-                match self.handle_message(&message).await {
-                    Ok(()) => break,
-                    Err(outage) => {
-                        warn!(error = %outage, topic = message.topic(), offset = message.offset(), "saga cannot handle an event yet; retrying");
-                        self.decoder.forget_failures();
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(OUTAGE_RETRY) => {}
-                        }
-                    }
-                }
+            let batch = subscription::fill_batch(
+                &consumer,
+                message,
+                self.config.batch_size,
+                self.config.batch_linger,
+            )
+            .await;
+            if !self.handle_batch(&batch, shutdown).await {
+                return;
             }
-            self.store_offset(&message);
+            self.store_offsets(&batch);
         }
     }
 
-    fn store_offset(&self, message: &OwnedMessage) {
+    /// Applies a batch in one transaction. Should that fail, applies its events one
+    /// transaction each, retrying each until it succeeds: a lasting outage then stops the
+    /// saga at the event it cannot apply, and a deadlock with another instance (their
+    /// batches lock sagas in their own orders) cannot happen twice. False if shutdown
+    /// came first.
+    async fn handle_batch(&self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
+        let Err(outage) = self.apply(batch).await else {
+            return true;
+        };
+        warn!(error = %outage, messages = batch.len(), "saga cannot apply a batch; applying its events one at a time");
+        for message in batch {
+            while let Err(outage) = self.apply(std::slice::from_ref(message)).await {
+                warn!(error = %outage, topic = message.topic(), offset = message.offset(), "saga cannot handle an event yet; retrying");
+                self.decoder.forget_failures();
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(OUTAGE_RETRY) => {}
+                }
+            }
+        }
+        true
+    }
+
+    /// Stores, per partition, the offset after the batch's last message: committed with
+    /// the next automatic commit.
+    fn store_offsets(&self, batch: &[OwnedMessage]) {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for message in batch {
+            let offset = next
+                .entry((message.topic(), message.partition()))
+                .or_default();
+            *offset = (*offset).max(message.offset() + 1);
+        }
         let mut list = TopicPartitionList::new();
-        let stored = list
-            .add_partition_offset(
-                message.topic(),
-                message.partition(),
-                Offset::Offset(message.offset() + 1),
-            )
+        let stored = next
+            .into_iter()
+            .try_for_each(|((topic, partition), offset)| {
+                list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            })
             .and_then(|()| self.subscription.consumer().store_offsets(&list));
         if let Err(error) = stored {
             // A partition revoked meanwhile: its next owner re-reads from the committed
             // offset, and the checkpoints make that harmless.
-            debug!(%error, "offset not stored");
+            debug!(%error, "offsets not stored");
         }
     }
 
-    /// One event: checkpoint, transition, queued commands — one transaction.
-    async fn handle_message(&self, message: &OwnedMessage) -> Result<(), Outage> {
-        if is_replay(message) {
-            debug!(
-                topic = message.topic(),
-                offset = message.offset(),
-                "replayed event ignored"
-            );
+    /// Decodes `messages` and applies them in one transaction (see [`crate::intake`]).
+    /// Replays and undecodable messages are skipped.
+    async fn apply(&self, messages: &[OwnedMessage]) -> Result<(), Outage> {
+        let mut events = Vec::with_capacity(messages.len());
+        for message in messages {
+            if is_replay(message) {
+                debug!(
+                    topic = message.topic(),
+                    offset = message.offset(),
+                    "replayed event ignored"
+                );
+                continue;
+            }
+            match self.decoder.decode(message).await {
+                Ok((metadata, event)) => events.push(Received { metadata, event }),
+                Err(error) if error.is_transient() => return Err(Outage::Registry(error)),
+                // The projectors dead-letter poison; the saga only needs to not act on it.
+                Err(error) => {
+                    error!(%error, topic = message.topic(), offset = message.offset(), "undecodable event skipped by the saga");
+                }
+            }
+        }
+        if events.is_empty() {
             return Ok(());
         }
-        let (metadata, event) = match self.decoder.decode(message).await {
-            Ok(decoded) => decoded,
-            Err(error) if error.is_transient() => return Err(Outage::Registry(error)),
-            Err(error) => {
-                // The projectors dead-letter poison; the saga only needs to not act on it.
-                error!(%error, topic = message.topic(), offset = message.offset(), "undecodable event skipped by the saga");
-                return Ok(());
-            }
-        };
-        // A child of the trace that caused the event, so one trace shows the command, the
-        // event and what the saga did about it.
-        let span = info_span!(
-            "saga_event",
-            aggregate_type = %metadata.aggregate_type,
-            aggregate_id = %metadata.aggregate_id,
-            sequence = metadata.sequence,
-            correlation_id = %metadata.correlation_id,
-        );
-        ops::telemetry::set_parent(&span, metadata.traceparent.as_deref());
-        self.handle_event(metadata, event).instrument(span).await
-    }
-
-    async fn handle_event(
-        &self,
-        metadata: schemas::EventMetadata,
-        event: DomainEvent,
-    ) -> Result<(), Outage> {
-        let event_type = event.event_type();
-        let sequence = i64::try_from(metadata.sequence).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
-        match store::admit(
-            &mut tx,
-            &metadata.aggregate_type,
-            &metadata.aggregate_id,
-            sequence,
-        )
-        .await?
-        {
-            Checkpoint::Apply => {}
-            Checkpoint::Duplicate => {
-                debug!(aggregate_id = %metadata.aggregate_id, sequence, "redelivered event skipped");
-                return Ok(());
-            }
-            Checkpoint::Gap { last } => {
-                warn!(aggregate_id = %metadata.aggregate_id, sequence, last, "event ahead of the checkpoint skipped until the missing ones arrive");
-                return Ok(());
-            }
-        }
-        let now = self.clock.now();
-        let step_timeout = self.config.step_timeout;
-        let mut queued = false;
-        match route(&metadata, event) {
-            Route::Ignore => {}
-            Route::Start(placed) => {
-                let (saga, decision) = Fulfilment::start(placed, now, step_timeout);
-                if store::insert_saga(&mut tx, &saga).await? {
-                    store::record_processed(&mut tx, metadata.event_id, saga.order_id, event_type)
-                        .await?;
-                    store::queue_commands(
-                        &mut tx,
-                        saga.order_id,
-                        &decision,
-                        metadata.traceparent.as_deref(),
-                    )
-                    .await?;
-                    queued = !decision.commands.is_empty();
-                    info!(order_id = %saga.order_id, correlation_id = %saga.correlation_id, status = %saga.status, reason = saga.reason.as_deref(), "fulfilment started");
-                }
-            }
-            Route::Feed { key, event } => {
-                if let Some(mut saga) = store::lock_saga(&mut tx, key, Lock::Wait).await?
-                    && store::record_processed(
-                        &mut tx,
-                        metadata.event_id,
-                        saga.order_id,
-                        event_type,
-                    )
-                    .await?
-                {
-                    let before = saga.status;
-                    let decision = saga.handle(
-                        Input::Event {
-                            event_id: metadata.event_id,
-                            event,
-                        },
-                        now,
-                        step_timeout,
-                    );
-                    store::save_saga(&mut tx, &saga).await?;
-                    store::queue_commands(
-                        &mut tx,
-                        saga.order_id,
-                        &decision,
-                        metadata.traceparent.as_deref(),
-                    )
-                    .await?;
-                    queued = !decision.commands.is_empty();
-                    log_transition(&saga, before, event_type);
-                }
-            }
-        }
+        let outcome =
+            intake::apply(&mut tx, events, self.clock.now(), self.config.step_timeout).await?;
         tx.commit().await?;
-        if queued {
+        debug!(
+            applied = outcome.applied,
+            duplicates = outcome.duplicates,
+            gaps = outcome.gaps,
+            "saga batch committed"
+        );
+        if outcome.queued {
             self.wake.notify_one();
         }
         Ok(())
@@ -540,18 +492,4 @@ impl SagaRunner {
 
 fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
-}
-
-fn log_transition(saga: &Fulfilment, before: SagaStatus, cause: &str) {
-    if saga.status != before {
-        info!(
-            order_id = %saga.order_id,
-            correlation_id = %saga.correlation_id,
-            from = %before,
-            to = %saga.status,
-            cause,
-            reason = saga.reason.as_deref(),
-            "fulfilment moved"
-        );
-    }
 }

@@ -3,6 +3,9 @@
 //! state change, the commands it decided and the checkpoint that admitted its event commit
 //! together or not at all.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
@@ -35,61 +38,165 @@ pub enum Checkpoint {
     },
 }
 
-/// Admits `sequence` of an aggregate: advances the checkpoint if it is the next one. The
-/// checkpoint row stays locked until the transaction ends, so two saga instances never act
-/// on the same aggregate's events concurrently.
+/// An event's place: its aggregate and its sequence in that aggregate's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position<'a> {
+    /// `order`, `payment` or `inventory`.
+    pub aggregate_type: &'a str,
+    /// The aggregate's id.
+    pub aggregate_id: &'a str,
+    /// 1-based.
+    pub sequence: i64,
+}
+
+/// Admits a batch of events, in the order given: each one gets its [`Checkpoint`] verdict
+/// as if they came one at a time, and the checkpoints of those that apply advance. Three
+/// statements at most for the whole batch, whatever its size: lock and read the
+/// checkpoints of its aggregates, create the missing ones, write those that moved.
 ///
-/// An aggregate without a checkpoint admits any sequence: a saga deployed onto existing
-/// topics (or reading from the latest offset) must not wait forever for events it will
-/// never see.
+/// The checkpoint rows stay locked until the transaction ends, so two saga instances
+/// never act on the same aggregate's events concurrently; they are locked in key order, so
+/// two batches over the same aggregates cannot deadlock on them.
+///
+/// An aggregate without a checkpoint admits the first sequence it shows, whatever it is: a
+/// saga deployed onto existing topics (or reading from the latest offset) must not wait
+/// forever for events it will never see.
 pub async fn admit(
     tx: &mut PgConnection,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequence: i64,
-) -> Result<Checkpoint, StoreError> {
-    loop {
-        let last: Option<i64> = sqlx::query_scalar(
-            "SELECT last_sequence FROM saga_checkpoints \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(last) = last else {
-            let inserted = sqlx::query(
-                "INSERT INTO saga_checkpoints (aggregate_type, aggregate_id, last_sequence) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(sequence)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                return Ok(Checkpoint::Apply);
-            }
-            // Another instance created it meanwhile: lock it and decide again.
-            continue;
-        };
-        return Ok(if sequence == last + 1 {
-            sqlx::query(
-                "UPDATE saga_checkpoints SET last_sequence = $3 \
-                 WHERE aggregate_type = $1 AND aggregate_id = $2",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(sequence)
-            .execute(&mut *tx)
-            .await?;
-            Checkpoint::Apply
-        } else if sequence <= last {
-            Checkpoint::Duplicate
-        } else {
-            Checkpoint::Gap { last }
-        });
+    positions: &[Position<'_>],
+) -> Result<Vec<Checkpoint>, StoreError> {
+    // The batch's aggregates in key order, each with the first sequence the batch shows.
+    let mut index: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut first_seen: Vec<i64> = Vec::new();
+    for position in positions {
+        let key = (position.aggregate_type, position.aggregate_id);
+        if let Entry::Vacant(slot) = index.entry(key) {
+            slot.insert(first_seen.len());
+            first_seen.push(position.sequence);
+        }
     }
+    let mut slots = lock_checkpoints(tx, &index, &first_seen).await?;
+    let verdicts = positions
+        .iter()
+        .map(|position| {
+            let slot = &mut slots[index[&(position.aggregate_type, position.aggregate_id)]];
+            if position.sequence == slot.last + 1 {
+                slot.last = position.sequence;
+                Checkpoint::Apply
+            } else if position.sequence <= slot.last {
+                Checkpoint::Duplicate
+            } else {
+                Checkpoint::Gap { last: slot.last }
+            }
+        })
+        .collect();
+    let (mut types, mut ids, mut sequences) = (Vec::new(), Vec::new(), Vec::new());
+    for (&(aggregate_type, aggregate_id), &at) in &index {
+        let slot = slots[at];
+        if slot.last != slot.stored {
+            types.push(aggregate_type);
+            ids.push(aggregate_id);
+            sequences.push(slot.last);
+        }
+    }
+    if !types.is_empty() {
+        sqlx::query(
+            "UPDATE saga_checkpoints c SET last_sequence = v.last_sequence \
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+               AS v(aggregate_type, aggregate_id, last_sequence) \
+             WHERE c.aggregate_type = v.aggregate_type AND c.aggregate_id = v.aggregate_id",
+        )
+        .bind(types)
+        .bind(ids)
+        .bind(sequences)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(verdicts)
+}
+
+/// An aggregate's checkpoint during [`admit`].
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The last sequence admitted, as far as the batch has gone.
+    last: i64,
+    /// What the row holds: written back if `last` moved away from it.
+    stored: i64,
+}
+
+/// Locks and reads the checkpoint of every aggregate of `index` (key → slot). A missing
+/// one is created at the slot's first sequence seen, and reported as one before it, so
+/// that sequence applies. A checkpoint that another instance creates meanwhile is locked
+/// and read on the next round.
+async fn lock_checkpoints(
+    tx: &mut PgConnection,
+    index: &BTreeMap<(&str, &str), usize>,
+    first_seen: &[i64],
+) -> Result<Vec<Slot>, StoreError> {
+    let mut slots: Vec<Option<Slot>> = vec![None; first_seen.len()];
+    let (types, ids): (Vec<&str>, Vec<&str>) = index.keys().copied().unzip();
+    loop {
+        let rows = sqlx::query(
+            "SELECT c.aggregate_type, c.aggregate_id, c.last_sequence FROM saga_checkpoints c \
+             JOIN unnest($1::text[], $2::text[]) AS k(aggregate_type, aggregate_id) \
+               ON c.aggregate_type = k.aggregate_type AND c.aggregate_id = k.aggregate_id \
+             ORDER BY c.aggregate_type, c.aggregate_id FOR UPDATE OF c",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let aggregate_type: String = row.try_get("aggregate_type")?;
+            let aggregate_id: String = row.try_get("aggregate_id")?;
+            // Rows this transaction created in an earlier round are known already.
+            if let Some(&at) = index.get(&(aggregate_type.as_str(), aggregate_id.as_str()))
+                && slots[at].is_none()
+            {
+                let stored = row.try_get("last_sequence")?;
+                slots[at] = Some(Slot {
+                    last: stored,
+                    stored,
+                });
+            }
+        }
+        let (mut new_types, mut new_ids, mut firsts) = (Vec::new(), Vec::new(), Vec::new());
+        for (&(aggregate_type, aggregate_id), &at) in index {
+            if slots[at].is_none() {
+                new_types.push(aggregate_type);
+                new_ids.push(aggregate_id);
+                firsts.push(first_seen[at]);
+            }
+        }
+        if new_types.is_empty() {
+            break;
+        }
+        let created = sqlx::query(
+            "INSERT INTO saga_checkpoints (aggregate_type, aggregate_id, last_sequence) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+             ON CONFLICT DO NOTHING RETURNING aggregate_type, aggregate_id",
+        )
+        .bind(new_types)
+        .bind(new_ids)
+        .bind(firsts)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in created {
+            let aggregate_type: String = row.try_get("aggregate_type")?;
+            let aggregate_id: String = row.try_get("aggregate_id")?;
+            if let Some(&at) = index.get(&(aggregate_type.as_str(), aggregate_id.as_str())) {
+                slots[at] = Some(Slot {
+                    last: first_seen[at].saturating_sub(1),
+                    stored: first_seen[at],
+                });
+            }
+        }
+        if slots.iter().all(Option::is_some) {
+            break;
+        }
+        // Another instance created some meanwhile: lock and read them on the next round.
+    }
+    Ok(slots.into_iter().flatten().collect())
 }
 
 /// Records that `event_id` moved the saga of `order_id`; false if it already had.

@@ -16,7 +16,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use tracing::{error, info};
+use rdkafka::message::OwnedMessage;
+use tracing::{error, info, warn};
 
 /// The `group.instance.id` of a static member named `name` that reads the topics of
 /// `kinds`: the name followed by the topics' suffixes, sorted (`local-saga.customer_inventory_order_payment`).
@@ -119,6 +120,30 @@ impl<C: ConsumerContext + 'static> Subscription<C> {
             }
         }
     }
+}
+
+/// Completes a batch started by `first`: more messages, in the order received (which keeps
+/// each partition's order), until the batch holds `max` or `linger` has passed. A consumer
+/// error ends the batch early; the next `recv` reports it again if it lasts.
+pub async fn fill_batch<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    first: OwnedMessage,
+    max: usize,
+    linger: Duration,
+) -> Vec<OwnedMessage> {
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message.detach()),
+            Ok(Err(error)) => {
+                warn!(%error, "consumer error");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 fn subscribe<C: ConsumerContext + 'static>(
