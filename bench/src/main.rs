@@ -21,6 +21,7 @@ mod report;
 mod rss;
 mod scratch;
 mod suite;
+mod triggers;
 mod workload;
 
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Scenario {
     Rebuild(rebuild::RebuildArgs),
     /// S7: aggregate load time against stream length, with and without snapshots.
     Load(load::LoadArgs),
+    /// What each event-store trigger costs per appended event (EXPLAIN ANALYZE on a
+    /// scratch store).
+    Triggers(triggers::TriggersArgs),
     /// Every scenario, several runs each: a markdown + JSON report with medians.
     Report(suite::SuiteArgs),
 }
@@ -189,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Pgbench(args) => pgbench::run(&args).await?,
         Scenario::Rebuild(args) => rebuild::run(&args).await?,
         Scenario::Load(args) => load::run(&args).await?,
+        Scenario::Triggers(args) => triggers::run(&args).await?,
         Scenario::Report(args) => suite::run(&args).await?,
     };
     if !passed {

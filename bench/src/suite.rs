@@ -525,7 +525,8 @@ impl Suite {
     }
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+/// The median, the mean of the middle two for an even count; `None` for no values.
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
