@@ -18,6 +18,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 const TICKS_PER_SECOND: f64 = 100.0;
 /// The name under which every PostgreSQL process's CPU time is summed.
 const POSTGRES: &str = "postgres (all processes)";
+/// Key prefix of one PostgreSQL process in a CPU snapshot.
+const POSTGRES_PROCESS: &str = "postgres pid ";
 /// The name of this process's own CPU time.
 const LOAD_GENERATOR: &str = "bench (load generator)";
 
@@ -62,8 +64,8 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(user + system)
 }
 
-/// CPU ticks so far of the platform's processes, of PostgreSQL (every process named
-/// `postgres`, summed) and of this process.
+/// CPU ticks so far of the platform's processes, of each PostgreSQL process (named
+/// `postgres`; keyed [`POSTGRES_PROCESS`] + pid) and of this process.
 fn cpu_snapshot() -> BTreeMap<String, u64> {
     let mut ticks: BTreeMap<String, u64> = run_dir()
         .map(|dir| platform_pids(&dir))
@@ -71,20 +73,23 @@ fn cpu_snapshot() -> BTreeMap<String, u64> {
         .into_iter()
         .filter_map(|(name, pid)| cpu_ticks(pid).map(|t| (name, t)))
         .collect();
-    let postgres: u64 = std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|comm| comm.trim() == "postgres")
-                })
-                .filter_map(cpu_ticks)
-                .sum()
-        })
-        .unwrap_or_default();
-    ticks.insert(POSTGRES.to_owned(), postgres);
+    // One entry per PostgreSQL process: a difference of sums would lose, at the end, all
+    // the CPU of a backend that exited meanwhile (a pool recycling a connection), not just
+    // its share of the run.
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for pid in entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "postgres")
+            })
+        {
+            if let Some(t) = cpu_ticks(pid) {
+                ticks.insert(format!("{POSTGRES_PROCESS}{pid}"), t);
+            }
+        }
+    }
     if let Some(own) = cpu_ticks(std::process::id()) {
         ticks.insert(LOAD_GENERATOR.to_owned(), own);
     }
@@ -168,20 +173,26 @@ impl RssSampler {
         }
     }
 
-    /// Stops and summarises. PostgreSQL's sum counts only processes alive at the end (a
-    /// backend that exited during the run drops out), so it is a lower bound.
+    /// Stops and summarises. PostgreSQL's figure is the sum of what each of its processes
+    /// alive at the end spent during the run; a backend that exited during the run drops
+    /// out with what it spent, so it is a lower bound.
     pub async fn finish(self) -> Footprint {
         self.stop.send(true).ok();
         let wall_seconds = self.started.elapsed().as_secs_f64();
         let cpu_at_end = cpu_snapshot();
-        let cpu_seconds = cpu_at_end
-            .into_iter()
-            .map(|(name, end)| {
-                let start = self.cpu_at_start.get(&name).copied().unwrap_or_default();
-                let seconds = end.saturating_sub(start) as f64 / TICKS_PER_SECOND;
-                (name, seconds)
-            })
-            .collect();
+        // A process born during the run counts whole (nothing at the start).
+        let mut cpu_seconds: BTreeMap<String, f64> = BTreeMap::new();
+        for (name, end) in cpu_at_end {
+            let start = self.cpu_at_start.get(&name).copied().unwrap_or_default();
+            let seconds = end.saturating_sub(start) as f64 / TICKS_PER_SECOND;
+            let name = if name.starts_with(POSTGRES_PROCESS) {
+                POSTGRES.to_owned()
+            } else {
+                name
+            };
+            *cpu_seconds.entry(name).or_default() += seconds;
+        }
+        cpu_seconds.entry(POSTGRES.to_owned()).or_default();
         let samples = self.task.await.unwrap_or_default();
         let rss = samples
             .into_iter()

@@ -165,3 +165,32 @@ fn s7_loads_rebuild_the_aggregate() {
         assert_eq!(stream["loads"]["count"].as_f64(), Some(5.0));
     }
 }
+
+#[test]
+fn every_event_store_trigger_is_measured() {
+    let report = smoke(&["triggers"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let triggers = report["results"]["median_triggers_us"]
+        .as_object()
+        .expect("per-trigger figures");
+    for trigger in [
+        "events_assign_event_id",
+        "events_capture_idempotency_key",
+        "events_seal_hash_chain",
+        "events_enqueue_for_publication",
+        "events_mark_appender",
+    ] {
+        let cost = triggers
+            .get(trigger)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{trigger} missing in {triggers:?}"));
+        assert!(cost >= 0.0, "{trigger}: {cost}");
+    }
+    // The statement is the insert plus its triggers.
+    let statement = number(&report, "/results/median_statement_us");
+    let insert = number(&report, "/results/median_insert_us");
+    assert!(
+        statement > 0.0 && insert > 0.0 && insert < statement,
+        "{report:#}"
+    );
+}

@@ -13,7 +13,7 @@
 //! | `KEEL_DB_ACQUIRE_TIMEOUT_SECS` | `3` | how long a request waits for a pooled connection |
 //! | `KEEL_INVENTORY_SNAPSHOT_EVERY` | `100` | inventory items are snapshotted every N events |
 //! | `KEEL_GROUP_COMMIT_MAX_BATCH` | `64` | most commands appended in one transaction (1–64; ADR 0010) |
-//! | `KEEL_GROUP_COMMIT_WAIT_US` | `0` | how long a batch waits for more commands after its first (µs); 0 = take what is queued |
+//! | `KEEL_GROUP_COMMIT_WAIT_US` | `500` | how long a batch waits for more commands after its first (µs); 0 = take what is queued |
 //! | `KEEL_AGGREGATE_CACHE_ENTRIES` | `10000` | recent aggregate states kept per aggregate type; commands on one aggregate take turns in the process (ADR 0010); `0` = no cache, no turns |
 //! | `KEEL_GROUP_COMMIT_IN_FLIGHT` | `2` | batches committing at once (each holds a pooled connection) |
 //! | `KEEL_OUTBOX_DOORBELL_MS` | `5` | after a commit, wake idle relays with a `NOTIFY` (`event_store::doorbell`), at most once per this many ms; `0` = never (relays find events at their next poll) |
