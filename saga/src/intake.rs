@@ -109,23 +109,16 @@ async fn transition(
     step_timeout: Duration,
 ) -> Result<bool, StoreError> {
     let event_type = event.event_type();
-    match route(&metadata, event) {
-        Route::Ignore => Ok(false),
+    let (order_id, decision) = match route(&metadata, event) {
+        Route::Ignore => return Ok(false),
         Route::Start(placed) => {
             let (saga, decision) = Fulfilment::start(placed, now, step_timeout);
             if !store::insert_saga(tx, &saga).await? {
                 return Ok(false);
             }
             store::record_processed(tx, metadata.event_id, saga.order_id, event_type).await?;
-            store::queue_commands(
-                tx,
-                saga.order_id,
-                &decision,
-                metadata.traceparent.as_deref(),
-            )
-            .await?;
             info!(order_id = %saga.order_id, correlation_id = %saga.correlation_id, status = %saga.status, reason = saga.reason.as_deref(), "fulfilment started");
-            Ok(!decision.commands.is_empty())
+            (saga.order_id, decision)
         }
         Route::Feed { key, event } => {
             let Some(mut saga) = store::lock_saga(tx, key, Lock::Wait).await? else {
@@ -144,17 +137,12 @@ async fn transition(
                 step_timeout,
             );
             store::save_saga(tx, &saga).await?;
-            store::queue_commands(
-                tx,
-                saga.order_id,
-                &decision,
-                metadata.traceparent.as_deref(),
-            )
-            .await?;
             log_transition(&saga, before, event_type);
-            Ok(!decision.commands.is_empty())
+            (saga.order_id, decision)
         }
-    }
+    };
+    store::queue_commands(tx, order_id, &decision, metadata.traceparent.as_deref()).await?;
+    Ok(!decision.commands.is_empty())
 }
 
 /// Logs a saga's move to another status, with its cause.
