@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -147,10 +148,8 @@ async fn lock_checkpoints(
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {
-            let aggregate_type: String = row.try_get("aggregate_type")?;
-            let aggregate_id: String = row.try_get("aggregate_id")?;
             // Rows this transaction created in an earlier round are known already.
-            if let Some(&at) = index.get(&(aggregate_type.as_str(), aggregate_id.as_str()))
+            if let Some(at) = slot_of(&row, index)?
                 && slots[at].is_none()
             {
                 let stored = row.try_get("last_sequence")?;
@@ -182,9 +181,7 @@ async fn lock_checkpoints(
         .fetch_all(&mut *tx)
         .await?;
         for row in created {
-            let aggregate_type: String = row.try_get("aggregate_type")?;
-            let aggregate_id: String = row.try_get("aggregate_id")?;
-            if let Some(&at) = index.get(&(aggregate_type.as_str(), aggregate_id.as_str())) {
+            if let Some(at) = slot_of(&row, index)? {
                 slots[at] = Some(Slot {
                     last: first_seen[at].saturating_sub(1),
                     stored: first_seen[at],
@@ -197,6 +194,16 @@ async fn lock_checkpoints(
         // Another instance created some meanwhile: lock and read them on the next round.
     }
     Ok(slots.into_iter().flatten().collect())
+}
+
+/// The slot of the aggregate a checkpoint row names, if the batch has it.
+fn slot_of(
+    row: &PgRow,
+    index: &BTreeMap<(&str, &str), usize>,
+) -> Result<Option<usize>, sqlx::Error> {
+    let aggregate_type: &str = row.try_get("aggregate_type")?;
+    let aggregate_id: &str = row.try_get("aggregate_id")?;
+    Ok(index.get(&(aggregate_type, aggregate_id)).copied())
 }
 
 /// Records that `event_id` moved the saga of `order_id`; false if it already had.
