@@ -9,6 +9,9 @@ use anyhow::{Context, bail};
 use crate::config::StackConfig;
 
 pub fn run(config: &StackConfig, test_args: &[String]) -> anyhow::Result<()> {
+    crate::disk::ensure_room_for_test_build(&crate::services::target_dir(
+        crate::stack::workspace(),
+    ))?;
     step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),

@@ -10,6 +10,7 @@
 
 mod config;
 mod console;
+mod disk;
 mod gate;
 mod java;
 mod kafka;

@@ -141,7 +141,8 @@ fn managed(config: &StackConfig, workspace: &Path, service: &PlatformService) ->
     }
 }
 
-fn target_dir(workspace: &Path) -> PathBuf {
+/// Where cargo builds: `CARGO_TARGET_DIR`, or the workspace's `target/`.
+pub fn target_dir(workspace: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"))
