@@ -2,13 +2,13 @@
 //! if its sequence is its aggregate's checkpoint + 1, in the transaction that advances the
 //! checkpoint) and its very apply code, on tables resolved in the shadow schema.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
 
 use super::ReplayError;
-use super::set_based;
+use super::set_based::{self, Prior};
 use super::source::{EventStore, StoredEvent};
 use crate::Projection;
 use crate::event::AggregateKey;
@@ -68,6 +68,15 @@ pub(super) async fn apply_events(
     for key in unknown {
         checkpoints.entry(key).or_insert(0);
     }
+    // The aggregates whose rows the tables may hold: only those with an event applied.
+    let applied_before: HashSet<AggregateKey> = match fold {
+        Fold::SetBased => checkpoints
+            .iter()
+            .filter(|(_, sequence)| **sequence > 0)
+            .map(|(key, _)| key.clone())
+            .collect(),
+        Fold::PerEvent => HashSet::new(),
+    };
     let mut advanced: HashMap<AggregateKey, i64> = HashMap::new();
     let mut stats = SliceStats::default();
     // Gap fillers read from the store, owned here; `plan` lists what to apply, in order.
@@ -107,7 +116,8 @@ pub(super) async fn apply_events(
         })
         .collect();
     if fold == Fold::SetBased {
-        set_based::apply(connection, projection, &ordered, store.keyring()).await?;
+        let prior = Prior::Applied(&applied_before);
+        set_based::apply(connection, projection, &ordered, store.keyring(), prior).await?;
     } else {
         for stored in &ordered {
             apply_one(connection, projection, stored, store.keyring()).await?;

@@ -16,6 +16,10 @@
 //!   `CustomerForgotten`, which erases rows of other aggregates: the fold writes what it
 //!   holds, the live code applies that event, and a new fold starts after it.
 //!
+//! The rows of an aggregate with no event applied before the slice cannot be stored yet,
+//! so a fold reads only the rows of the others ([`Prior`]): a first rebuild meets most
+//! aggregates in one slice and reads almost nothing.
+//!
 //! An event the live code would refuse is refused by the fold, before anything is
 //! written. The fold does not report it itself: it rolls back to a savepoint and hands the
 //! slice to the live code, event by event, which refuses the same event with its own error
@@ -28,6 +32,8 @@ mod orders;
 mod payments;
 mod stock;
 
+use std::collections::HashSet;
+
 use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
 use tracing::warn;
@@ -36,21 +42,44 @@ use super::ReplayError;
 use super::apply::apply_one;
 use super::source::StoredEvent;
 use crate::Projection;
+use crate::event::AggregateKey;
 use crate::projection::is_data_error;
+
+/// Which aggregates' rows the tables may hold when a fold starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Prior<'a> {
+    /// Only those of the aggregates in the set: the ones with an event applied before the
+    /// slice.
+    Applied(&'a HashSet<AggregateKey>),
+    /// Any aggregate's (after an event the live code applied within the slice).
+    Any,
+}
+
+impl Prior<'_> {
+    /// Whether the tables may hold rows of the aggregate of `stored`, so a fold must read
+    /// them.
+    fn may_hold_rows_of(self, stored: &StoredEvent) -> bool {
+        match self {
+            Self::Applied(applied) => applied.contains(&stored.event.aggregate()),
+            Self::Any => true,
+        }
+    }
+}
 
 /// Folds `events` (in apply order: each aggregate's events in sequence order, gaps already
 /// filled) into the tables the transaction's `search_path` resolves. `keys` opens sealed
-/// personal data as the live apply does.
+/// personal data as the live apply does; `prior` says whose rows may be stored already.
 pub(super) async fn apply(
     connection: &mut PgConnection,
     projection: Projection,
     events: &[&StoredEvent],
     keys: Option<&Keyring>,
+    prior: Prior<'_>,
 ) -> Result<(), ReplayError> {
     match projection {
-        Projection::Orders => orders::apply(connection, events, keys).await,
+        Projection::Orders => orders::apply(connection, events, keys, prior).await,
         Projection::Stock | Projection::Payments => {
-            fold_or_live(connection, projection, events, keys).await
+            fold_or_live(connection, projection, events, keys, prior).await
         }
     }
 }
@@ -65,6 +94,7 @@ async fn fold_or_live(
     projection: Projection,
     events: &[&StoredEvent],
     keys: Option<&Keyring>,
+    prior: Prior<'_>,
 ) -> Result<(), ReplayError> {
     if events.is_empty() {
         return Ok(());
@@ -73,9 +103,9 @@ async fn fold_or_live(
         .execute(&mut *connection)
         .await?;
     let folded = match projection {
-        Projection::Stock => stock::fold_and_write(connection, events).await,
-        Projection::Payments => payments::fold_and_write(connection, events).await,
-        Projection::Orders => orders::fold_and_write(connection, events, keys).await,
+        Projection::Stock => stock::fold_and_write(connection, events, prior).await,
+        Projection::Payments => payments::fold_and_write(connection, events, prior).await,
+        Projection::Orders => orders::fold_and_write(connection, events, keys, prior).await,
     };
     let refused = match folded {
         Ok(()) => None,

@@ -25,7 +25,7 @@ use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Refusal, Unfolded, aggregate_uuid, fold_or_live, no_row};
+use super::{Prior, Refusal, Unfolded, aggregate_uuid, fold_or_live, no_row};
 use crate::Projection;
 use crate::event::SourceEvent;
 use crate::projection::{ApplyError, Personal, is_data_error, open_details};
@@ -39,16 +39,28 @@ pub(super) async fn apply(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
     keys: Option<&Keyring>,
+    prior: Prior<'_>,
 ) -> Result<(), ReplayError> {
     let mut start = 0;
+    let mut prior = prior;
     for (index, stored) in events.iter().enumerate() {
         if let SourceEvent::Customer(_) = &stored.event.event {
-            fold_or_live(connection, Projection::Orders, &events[start..index], keys).await?;
+            let before = &events[start..index];
+            fold_or_live(connection, Projection::Orders, before, keys, prior).await?;
             apply_one(connection, Projection::Orders, stored, keys).await?;
             start = index + 1;
+            // The folds before wrote rows of aggregates that were new to the slice.
+            prior = Prior::Any;
         }
     }
-    fold_or_live(connection, Projection::Orders, &events[start..], keys).await
+    fold_or_live(
+        connection,
+        Projection::Orders,
+        &events[start..],
+        keys,
+        prior,
+    )
+    .await
 }
 
 /// An `order_view` row, but for the personal columns (see [`PersonalColumns`]).
@@ -178,8 +190,9 @@ pub(super) async fn fold_and_write(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
     keys: Option<&Keyring>,
+    prior: Prior<'_>,
 ) -> Result<(), Unfolded> {
-    let stored = load(connection, events).await?;
+    let stored = load(connection, events, prior).await?;
     let opened = open_all(connection, events, keys).await?;
     let folded = fold_orders(stored, events, &opened)?;
     write(connection, &folded).await?;
@@ -189,10 +202,11 @@ pub(super) async fn fold_and_write(
 async fn load(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
+    prior: Prior<'_>,
 ) -> Result<Stored, sqlx::Error> {
     let mut order_ids = Vec::new();
     let mut payment_ids = Vec::new();
-    for stored in events {
+    for stored in events.iter().filter(|e| prior.may_hold_rows_of(e)) {
         match &stored.event.event {
             SourceEvent::Order(_) => order_ids.extend(aggregate_uuid(stored).ok()),
             SourceEvent::Payment(_) => payment_ids.extend(aggregate_uuid(stored).ok()),

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Refusal, Unfolded, aggregate_uuid, no_row};
+use super::{Prior, Refusal, Unfolded, aggregate_uuid, no_row};
 use crate::event::SourceEvent;
 use crate::replay::source::StoredEvent;
 
@@ -50,26 +50,34 @@ struct Refund {
 pub(super) async fn fold_and_write(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
+    prior: Prior<'_>,
 ) -> Result<(), Unfolded> {
-    let mut ids: Vec<Uuid> = events
+    if !events
         .iter()
-        .filter(|e| matches!(e.event.event, SourceEvent::Payment(_)))
-        .filter_map(|e| aggregate_uuid(e).ok())
-        .collect();
-    if ids.is_empty() {
+        .any(|e| matches!(e.event.event, SourceEvent::Payment(_)))
+    {
         return Ok(());
     }
+    let mut ids: Vec<Uuid> = events
+        .iter()
+        .filter(|e| matches!(e.event.event, SourceEvent::Payment(_)) && prior.may_hold_rows_of(e))
+        .filter_map(|e| aggregate_uuid(e).ok())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
-    let existing: Vec<PaymentRow> = sqlx::query_as(
-        "SELECT payment_id, order_id, status, currency, amount_minor, captured_minor, \
-                refunded_minor, authorization_code, decline_reason, void_reason, \
-                created_at, updated_at, version \
-         FROM payments WHERE payment_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *connection)
-    .await?;
+    let existing: Vec<PaymentRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT payment_id, order_id, status, currency, amount_minor, captured_minor, \
+                    refunded_minor, authorization_code, decline_reason, void_reason, \
+                    created_at, updated_at, version \
+             FROM payments WHERE payment_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *connection)
+        .await?
+    };
     let existing = existing
         .into_iter()
         .map(|row| (row.payment_id, row))

@@ -6,7 +6,7 @@ use aggregates::inventory::InventoryEvent;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::{Refusal, Unfolded};
+use super::{Prior, Refusal, Unfolded};
 use crate::event::SourceEvent;
 use crate::projection::stock_deltas;
 use crate::replay::source::StoredEvent;
@@ -27,23 +27,29 @@ type StoredStockRow = (String, i64, i64, DateTime<Utc>, DateTime<Utc>, i64);
 pub(super) async fn fold_and_write(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
+    prior: Prior<'_>,
 ) -> Result<(), Unfolded> {
     if events.is_empty() {
         return Ok(());
     }
     let mut skus: Vec<&str> = events
         .iter()
+        .filter(|e| prior.may_hold_rows_of(e))
         .map(|e| e.event.metadata.aggregate_id.as_str())
         .collect();
     skus.sort_unstable();
     skus.dedup();
-    let existing: Vec<StoredStockRow> = sqlx::query_as(
-        "SELECT sku, on_hand, reserved, created_at, updated_at, version \
-         FROM stock_levels WHERE sku = ANY($1)",
-    )
-    .bind(&skus)
-    .fetch_all(&mut *connection)
-    .await?;
+    let existing: Vec<StoredStockRow> = if skus.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT sku, on_hand, reserved, created_at, updated_at, version \
+             FROM stock_levels WHERE sku = ANY($1)",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *connection)
+        .await?
+    };
     let existing = existing.into_iter().map(
         |(sku, on_hand, reserved, created_at, updated_at, version)| {
             (
