@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::producer::FutureRecord;
 use saga::{DispatchHook, SAGA_ACTOR, SagaCommand, SagaStatus, payment_id_for};
+use schemas::AggregateKind;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -657,6 +659,82 @@ async fn a_forgotten_customer_s_open_order_is_still_fulfilled() {
     let view = platform.query(&format!("/orders/{order_id}")).await;
     assert_eq!(view.body["customer_details"], json!({"status": "erased"}));
     assert!(!view.body.to_string().contains("Grace"), "{:?}", view.body);
+
+    saga.stop().await;
+    platform.stop().await;
+}
+
+/// A record on the order topic that is no event at all (not even a Confluent frame), in
+/// both partitions, between the events of an order: the saga logs it, skips it and applies
+/// the events around it, in its batch or the next. Invariant: a poison event does not stop
+/// other aggregates, nor its neighbours in a saga batch.
+#[tokio::test]
+async fn a_record_that_is_no_event_is_skipped_and_the_flows_around_it_complete() {
+    let platform = Platform::start().await;
+    let saga = RunningSaga::start(&platform, SagaOptions::default()).await;
+    let sku = new_sku("P");
+    stock(&platform, &sku, 10).await;
+    // A first flow, so the topics exist with their partitions before anything else writes.
+    let first = place_order(
+        &platform,
+        &[(&sku, 1, 700)],
+        json!({"payment_method": "tok_visa"}),
+    )
+    .await;
+    saga_reaches(&platform.db, first, SagaStatus::Completed).await;
+
+    let created = platform
+        .command(
+            "/orders",
+            json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
+        )
+        .await
+        .expect_status(201);
+    let order_id = created.aggregate_id();
+    let producer = tests::producer(&tests::Stack::from_env().kafka_brokers).expect("producer");
+    let topic = AggregateKind::Order.topic(&platform.topic_prefix);
+    let poison_key = Uuid::new_v4().to_string();
+    for partition in 0..2 {
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key(&poison_key)
+                    .payload("not an event"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("poison record produced");
+    }
+    platform
+        .command(
+            &format!("/orders/{order_id}/lines"),
+            json!({"sku": sku, "quantity": 2, "unit_price": eur(1250)}),
+        )
+        .await
+        .expect_status(201);
+    platform
+        .command(
+            &format!("/orders/{order_id}/place"),
+            json!({"payment_method": "tok_visa"}),
+        )
+        .await
+        .expect_status(200);
+    let order_id = Uuid::parse_str(&order_id).expect("order id is a UUID");
+    let behind = place_order(
+        &platform,
+        &[(&sku, 1, 700)],
+        json!({"payment_method": "tok_visa"}),
+    )
+    .await;
+
+    for id in [order_id, behind] {
+        saga_reaches(&platform.db, id, SagaStatus::Completed).await;
+        let events = events_of_order(&platform.db, id).await;
+        assert_eq!(count(&events, "OrderConfirmed", None), 1, "{id}");
+        assert_eq!(count(&events, "PaymentCaptured", None), 1, "{id}");
+    }
+    stock_becomes(&platform, &sku, 6, 0).await;
 
     saga.stop().await;
     platform.stop().await;
