@@ -5,6 +5,7 @@
 //! `--fold`, and timed. The check: every stored event of the projection's sources is applied
 //! once, and the swapped-in table holds one row per seeded aggregate (SKU, order, payment).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,6 +21,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{Machine, Report};
+use crate::rss::{LOAD_GENERATOR, RssSampler};
+
+/// This process's CPU in a rebuild's figures: it is the rebuild, not a load generator.
+const REBUILDER: &str = "bench (rebuilding)";
 use crate::scratch::{ScratchArgs, ScratchDatabase};
 
 const SMOKE_EVENTS: u64 = 2_000;
@@ -98,6 +103,10 @@ struct RebuildRun {
     events_per_s: f64,
     rows: i64,
     swapped: bool,
+    /// CPU µs per event read, by process: PostgreSQL (all its processes), this process
+    /// ([`REBUILDER`]: it runs the rebuild itself) and any platform service running. Steadier
+    /// than `events_per_s` on a machine whose speed varies from one hour to the next.
+    cpu_us_per_event: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +199,7 @@ async fn run_on(
                 },
             };
             let (progress, _updates) = watch::channel(RebuildProgress::default());
+            let sampler = RssSampler::start();
             let begun = Instant::now();
             let report = replay::rebuild_from_store(
                 projection,
@@ -202,13 +212,32 @@ async fn run_on(
             .await
             .with_context(|| format!("rebuilding {projection}"))?;
             let seconds = begun.elapsed().as_secs_f64();
+            let footprint = sampler.finish().await;
+            let cpu_us_per_event: BTreeMap<String, f64> = footprint
+                .cpu_seconds
+                .into_iter()
+                .map(|(process, cpu)| {
+                    let process = if process == LOAD_GENERATOR {
+                        REBUILDER.to_owned()
+                    } else {
+                        process
+                    };
+                    (process, cpu * 1e6 / report.events_read.max(1) as f64)
+                })
+                .collect();
             let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM read_model.{table}"))
                 .fetch_one(&pool)
                 .await?;
+            let cpu: Vec<String> = cpu_us_per_event
+                .iter()
+                .map(|(process, us)| format!("{process} {us:.1}"))
+                .collect();
             eprintln!(
-                "  rebuild {projection} ({mode:?}): {} events in {seconds:.1} s = {:.0} events/s",
+                "  rebuild {projection} ({mode:?}): {} events in {seconds:.1} s = {:.0} events/s; \
+                 cpu µs/event: {}",
                 report.events_read,
-                report.events_read as f64 / seconds
+                report.events_read as f64 / seconds,
+                cpu.join(", ")
             );
             runs.push(RebuildRun {
                 projection: projection.name(),
@@ -221,6 +250,7 @@ async fn run_on(
                 events_per_s: report.events_read as f64 / seconds,
                 rows,
                 swapped: report.swapped,
+                cpu_us_per_event,
             });
         }
     }

@@ -21,7 +21,7 @@ const POSTGRES: &str = "postgres (all processes)";
 /// Key prefix of one PostgreSQL process in a CPU snapshot.
 const POSTGRES_PROCESS: &str = "postgres pid ";
 /// The name of this process's own CPU time.
-const LOAD_GENERATOR: &str = "bench (load generator)";
+pub(crate) const LOAD_GENERATOR: &str = "bench (load generator)";
 
 /// Peak and median RSS of one process over a run.
 #[derive(Debug, Clone, Serialize)]

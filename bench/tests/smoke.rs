@@ -146,6 +146,12 @@ fn t4_rebuilds_every_projection_from_order_flows() {
 /// aggregate.
 fn assert_run_complete(run: &Value) {
     assert_eq!(run["swapped"], true, "{run:#}");
+    // CPU per event, PostgreSQL's and the rebuilding process's, each a number (whole clock
+    // ticks: a short run may read 0).
+    for process in ["postgres (all processes)", "bench (rebuilding)"] {
+        let us = run["cpu_us_per_event"][process].as_f64();
+        assert!(us.is_some_and(|us| us >= 0.0), "{process}: {run:#}");
+    }
     assert_eq!(run["events_applied"], run["events_stored"], "{run:#}");
     assert_eq!(run["rows"], run["expected_rows"], "{run:#}");
 }
