@@ -69,14 +69,29 @@ async fn stock(platform: &Platform, sku: &str, quantity: u32) {
 
 /// Creates an order with `lines` (sku, quantity, unit price) and places it with `payment`.
 async fn place_order(platform: &Platform, lines: &[(&str, u32, i64)], payment: Value) -> Uuid {
-    let created = platform
+    let order_id = create_order(platform).await;
+    add_lines_and_place(platform, &order_id, lines, payment).await
+}
+
+/// Creates an empty order; returns its id.
+async fn create_order(platform: &Platform) -> String {
+    platform
         .command(
             "/orders",
             json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
         )
         .await
-        .expect_status(201);
-    let order_id = created.aggregate_id();
+        .expect_status(201)
+        .aggregate_id()
+}
+
+/// Adds `lines` (sku, quantity, unit price) to order `order_id` and places it with `payment`.
+async fn add_lines_and_place(
+    platform: &Platform,
+    order_id: &str,
+    lines: &[(&str, u32, i64)],
+    payment: Value,
+) -> Uuid {
     for (sku, quantity, price) in lines {
         platform
             .command(
@@ -90,7 +105,7 @@ async fn place_order(platform: &Platform, lines: &[(&str, u32, i64)], payment: V
         .command(&format!("/orders/{order_id}/place"), payment)
         .await
         .expect_status(200);
-    Uuid::parse_str(&order_id).expect("order id is a UUID")
+    Uuid::parse_str(order_id).expect("order id is a UUID")
 }
 
 /// Polls the query API's stock of `sku` until `on_hand` and `reserved` are as expected.
@@ -233,14 +248,7 @@ async fn the_saga_s_commands_continue_the_trace_of_the_event_that_caused_them() 
     let saga = RunningSaga::start(&platform, SagaOptions::default()).await;
     let sku = new_sku("T");
     stock(&platform, &sku, 3).await;
-    let order_id = platform
-        .command(
-            "/orders",
-            json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
-        )
-        .await
-        .expect_status(201)
-        .aggregate_id();
+    let order_id = create_order(&platform).await;
     platform
         .command(
             &format!("/orders/{order_id}/lines"),
@@ -683,14 +691,7 @@ async fn a_record_that_is_no_event_is_skipped_and_the_flows_around_it_complete()
     .await;
     saga_reaches(&platform.db, first, SagaStatus::Completed).await;
 
-    let created = platform
-        .command(
-            "/orders",
-            json!({"customer_id": Uuid::new_v4(), "currency": "EUR"}),
-        )
-        .await
-        .expect_status(201);
-    let order_id = created.aggregate_id();
+    let order_id = create_order(&platform).await;
     let producer = tests::producer(&tests::Stack::from_env().kafka_brokers).expect("producer");
     let topic = AggregateKind::Order.topic(&platform.topic_prefix);
     let poison_key = Uuid::new_v4().to_string();
@@ -706,21 +707,13 @@ async fn a_record_that_is_no_event_is_skipped_and_the_flows_around_it_complete()
             .await
             .expect("poison record produced");
     }
-    platform
-        .command(
-            &format!("/orders/{order_id}/lines"),
-            json!({"sku": sku, "quantity": 2, "unit_price": eur(1250)}),
-        )
-        .await
-        .expect_status(201);
-    platform
-        .command(
-            &format!("/orders/{order_id}/place"),
-            json!({"payment_method": "tok_visa"}),
-        )
-        .await
-        .expect_status(200);
-    let order_id = Uuid::parse_str(&order_id).expect("order id is a UUID");
+    let order_id = add_lines_and_place(
+        &platform,
+        &order_id,
+        &[(&sku, 2, 1250)],
+        json!({"payment_method": "tok_visa"}),
+    )
+    .await;
     let behind = place_order(
         &platform,
         &[(&sku, 1, 700)],
