@@ -22,12 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::{Machine, Report};
 use crate::rss::{LOAD_GENERATOR, RssSampler};
-
-/// This process's CPU in a rebuild's figures: it is the rebuild, not a load generator.
-const REBUILDER: &str = "bench (rebuilding)";
 use crate::scratch::{ScratchArgs, ScratchDatabase};
 
 const SMOKE_EVENTS: u64 = 2_000;
+/// This process's CPU in a rebuild's figures: it is the rebuild, not a load generator.
+const REBUILDER: &str = "bench (rebuilding)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -2,13 +2,13 @@
 //! if its sequence is its aggregate's checkpoint + 1, in the transaction that advances the
 //! checkpoint) and its very apply code, on tables resolved in the shadow schema.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
 
 use super::ReplayError;
-use super::set_based::{self, Prior};
+use super::set_based::{self, AppliedBefore, Prior};
 use super::source::{EventStore, StoredEvent};
 use crate::Projection;
 use crate::event::AggregateKey;
@@ -69,13 +69,9 @@ pub(super) async fn apply_events(
         checkpoints.entry(key).or_insert(0);
     }
     // The aggregates whose rows the tables may hold: only those with an event applied.
-    let applied_before: HashSet<AggregateKey> = match fold {
-        Fold::SetBased => checkpoints
-            .iter()
-            .filter(|(_, sequence)| **sequence > 0)
-            .map(|(key, _)| key.clone())
-            .collect(),
-        Fold::PerEvent => HashSet::new(),
+    let applied_before = match fold {
+        Fold::SetBased => AppliedBefore::of(&checkpoints),
+        Fold::PerEvent => AppliedBefore::default(),
     };
     let mut advanced: HashMap<AggregateKey, i64> = HashMap::new();
     let mut stats = SliceStats::default();

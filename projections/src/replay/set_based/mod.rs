@@ -32,7 +32,7 @@ mod orders;
 mod payments;
 mod stock;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use event_store::customer_keys::Keyring;
 use sqlx::PgConnection;
@@ -45,12 +45,43 @@ use crate::Projection;
 use crate::event::AggregateKey;
 use crate::projection::is_data_error;
 
+/// The aggregates with an event applied before a slice: ids by aggregate type, so that a
+/// lookup per event borrows the event's own strings instead of building a key.
+#[derive(Debug, Default)]
+pub(super) struct AppliedBefore(HashMap<String, HashSet<String>>);
+
+impl AppliedBefore {
+    /// Those of `checkpoints` past sequence 0.
+    pub(super) fn of<'k>(
+        checkpoints: impl IntoIterator<Item = (&'k AggregateKey, &'k i64)>,
+    ) -> Self {
+        let mut applied = Self::default();
+        for (key, _) in checkpoints
+            .into_iter()
+            .filter(|(_, sequence)| **sequence > 0)
+        {
+            applied
+                .0
+                .entry(key.aggregate_type.clone())
+                .or_default()
+                .insert(key.aggregate_id.clone());
+        }
+        applied
+    }
+
+    fn contains(&self, stored: &StoredEvent) -> bool {
+        let metadata = &stored.event.metadata;
+        self.0
+            .get(metadata.aggregate_type.as_str())
+            .is_some_and(|ids| ids.contains(metadata.aggregate_id.as_str()))
+    }
+}
+
 /// Which aggregates' rows the tables may hold when a fold starts.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Prior<'a> {
-    /// Only those of the aggregates in the set: the ones with an event applied before the
-    /// slice.
-    Applied(&'a HashSet<AggregateKey>),
+    /// Only those of the aggregates with an event applied before the slice.
+    Applied(&'a AppliedBefore),
     /// Any aggregate's (after an event the live code applied within the slice).
     Any,
 }
@@ -60,7 +91,7 @@ impl Prior<'_> {
     /// them.
     fn may_hold_rows_of(self, stored: &StoredEvent) -> bool {
         match self {
-            Self::Applied(applied) => applied.contains(&stored.event.aggregate()),
+            Self::Applied(applied) => applied.contains(stored),
             Self::Any => true,
         }
     }

@@ -39,10 +39,9 @@ pub(super) async fn apply(
     connection: &mut PgConnection,
     events: &[&StoredEvent],
     keys: Option<&Keyring>,
-    prior: Prior<'_>,
+    mut prior: Prior<'_>,
 ) -> Result<(), ReplayError> {
     let mut start = 0;
-    let mut prior = prior;
     for (index, stored) in events.iter().enumerate() {
         if let SourceEvent::Customer(_) = &stored.event.event {
             let before = &events[start..index];
